@@ -1,0 +1,203 @@
+"""`fool train`: rate-distortion training of the variable-rate codec on team imagery.
+
+Runs unattended for hours on a CPU: checkpoints (model, both optimisers, step, RNG) are
+written atomically every few minutes and picked up again by the next run, and every
+logged step is appended to a CSV so curves survive restarts.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shared.errors import FoolError
+
+IMAGE_SUFFIXES = {".webp", ".tif", ".tiff", ".png", ".jpg", ".jp2"}
+
+
+@dataclass
+class TrainOptions:
+    data: list[Path]
+    out: Path
+    exclude: tuple[str, ...] = ()
+    steps: int = 100_000
+    max_minutes: float | None = None
+    batch: int = 8
+    crop: int = 128
+    lr: float = 3e-4
+    lr_min: float = 3e-5
+    gray_prob: float = 0.25
+    clip: float = 1.0
+    autocast: bool = True
+    device: str = "cpu"
+    checkpoint_minutes: float = 5.0
+    log_every: int = 50
+    seed: int = 0
+
+
+class CropSource:
+    """Random crops of RGB images and of single bands (replicated to 3 channels).
+
+    Single bands teach the one RGB model to code panchromatic and multispectral bands,
+    which the band planner feeds it as grey triples.
+    """
+
+    def __init__(self, files: list[Path], crop: int, gray_prob: float, rng: np.random.Generator):
+        import rasterio
+
+        from shared.bands import INTEGER_DTYPES, BandRange, bits_for_max, integer_range
+
+        self.rgb: list[np.ndarray] = []
+        self.gray: list[np.ndarray] = []
+        for f in files:
+            with rasterio.open(f) as ds:
+                arr = ds.read()
+                dtype = ds.dtypes[0]
+            if dtype in INTEGER_DTYPES:
+                rng_ = integer_range(bits_for_max(arr.max(), dtype))
+                data = rng_.to_unit(arr)
+            else:
+                data = np.stack([BandRange(float(b.min()), float(b.max())).to_unit(b) for b in arr])
+            if min(data.shape[1:]) < crop:
+                continue
+            if data.shape[0] >= 3 and dtype == "uint8":
+                self.rgb.append(data[:3])
+                self.gray.extend(data[i : i + 1] for i in range(data.shape[0]))
+            else:
+                self.gray.extend(data[i : i + 1] for i in range(data.shape[0]))
+        if not self.rgb and not self.gray:
+            raise FoolError(f"no usable training images (>= {crop} px) in {len(files)} files")
+        self.crop, self.gray_prob, self.rng = crop, gray_prob, rng
+
+    def sample(self) -> np.ndarray:
+        use_gray = self.gray and (not self.rgb or self.rng.random() < self.gray_prob)
+        pool = self.gray if use_gray else self.rgb
+        img = pool[self.rng.integers(len(pool))]
+        _, h, w = img.shape
+        y, x = self.rng.integers(h - self.crop + 1), self.rng.integers(w - self.crop + 1)
+        c = img[:, y : y + self.crop, x : x + self.crop]
+        c = np.rot90(c, self.rng.integers(4), axes=(1, 2))
+        if self.rng.random() < 0.5:
+            c = c[:, :, ::-1]
+        if c.shape[0] == 1:
+            c = np.repeat(c, 3, axis=0)
+        return np.ascontiguousarray(c)
+
+    def batch(self, n: int) -> np.ndarray:
+        return np.stack([self.sample() for _ in range(n)])
+
+
+def find_images(roots: list[Path], exclude: tuple[str, ...] = ()) -> list[Path]:
+    files = []
+    for root in roots:
+        cands = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        files += [p for p in cands if p.suffix.lower() in IMAGE_SUFFIXES and not any(e in str(p) for e in exclude)]
+    if not files:
+        raise FoolError(f"no images found under {', '.join(map(str, roots))}")
+    return files
+
+
+def _lr_at(step: int, opts: TrainOptions) -> float:
+    frac = min(step / max(opts.steps, 1), 1.0)
+    return opts.lr_min + 0.5 * (opts.lr - opts.lr_min) * (1 + math.cos(math.pi * frac))
+
+
+def train(opts: TrainOptions, log=print) -> Path:
+    """Train (or resume) a codec; returns the checkpoint path."""
+    import torch
+
+    from shared.nn.codec import CodecConfig, FoolCodec
+
+    torch.manual_seed(opts.seed)
+    rng = np.random.default_rng(opts.seed + int(time.time()))
+    opts.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = opts.out / "checkpoint.pt"
+    csv_path = opts.out / "train_log.csv"
+    device = torch.device(opts.device)
+
+    files = find_images(opts.data, opts.exclude)
+    source = CropSource(files, opts.crop, opts.gray_prob, rng)
+    log(f"training on {len(files)} files: {len(source.rgb)} RGB images, {len(source.gray)} single bands")
+
+    config = CodecConfig()
+    model = FoolCodec(config).to(device)
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    opt = torch.optim.Adam(main_params, lr=opts.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    step, elapsed_before = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        aux_opt.load_state_dict(state["aux_opt"])
+        step, elapsed_before = state["step"], state.get("train_seconds", 0.0)
+        log(f"resumed from {ckpt_path} at step {step}")
+
+    lambdas = torch.tensor(config.lambdas, device=device)
+    levels = len(config.lambdas)
+    start = time.time()
+    last_ckpt = start
+    new_log = not csv_path.exists()
+    with open(csv_path, "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_log:
+            writer.writerow(["step", "seconds", "lr", "loss", "bpp", "mse", "psnr", "aux", "level"])
+        acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
+        while step < opts.steps:
+            if opts.max_minutes is not None and time.time() - start > opts.max_minutes * 60:
+                break
+            lr = _lr_at(step, opts)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x = torch.from_numpy(source.batch(opts.batch)).to(device)
+            level = torch.randint(0, levels, (opts.batch,), device=device)
+            out = model(x, (level + 1).float(), autocast=opts.autocast and device.type == "cpu")
+            n_pix = x.shape[2] * x.shape[3]
+            bits = sum(lk.log2().neg().flatten(1).sum(1) for lk in out["likelihoods"].values())
+            bpp = bits / n_pix
+            mse = ((out["x_hat"] - x) ** 2).flatten(1).mean(1)
+            loss = (lambdas[level] * 255**2 * mse + bpp).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(main_params, opts.clip)
+            opt.step()
+            aux = model.aux_loss()
+            aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_opt.step()
+            step += 1
+            acc["loss"] += loss.item()
+            acc["bpp"] += bpp.mean().item()
+            acc["mse"] += mse.mean().item()
+            acc["aux"] += aux.item()
+            acc["n"] += 1
+            if step % opts.log_every == 0:
+                n = acc["n"]
+                m = acc["mse"] / n
+                row = [step, round(elapsed_before + time.time() - start, 1), f"{lr:.3g}", acc["loss"] / n,
+                       acc["bpp"] / n, m, 10 * math.log10(1 / max(m, 1e-12)), acc["aux"] / n, "all"]
+                writer.writerow(row)
+                fh.flush()
+                acc = {k: 0.0 for k in acc} | {"n": 0}
+            if time.time() - last_ckpt > opts.checkpoint_minutes * 60:
+                _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start)
+                last_ckpt = time.time()
+    _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start)
+    log(f"stopped at step {step}; checkpoint {ckpt_path}")
+    return ckpt_path
+
+
+def _save(path: Path, model, opt, aux_opt, step: int, seconds: float) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
+                "config": model.config.to_dict(), "step": step, "train_seconds": seconds}, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,122 @@
+"""The FOOL codec: shallow onboard analysis, mean-scale hyperprior, variable rate by gain vectors.
+
+Variable rate follows "Asymmetric Gained Deep Image Compression" (Cui et al. 2021): one model
+is trained on ``L`` rate-distortion trade-offs at once; level ``l`` scales the latent by a
+learned per-channel gain before quantisation and by a learned inverse gain after it.
+A continuous quality ``q`` in ``[1, L]`` interpolates linearly between adjacent gain
+vectors. We prefer this to compressai's ``MeanScaleHyperpriorVbr`` because the rate is set by
+a fixed table of numbers rather than by a float MLP evaluated at run time: the ground
+derives bit-identical quantisation steps from the quality byte in the container, on any
+machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from torch import nn
+
+from shared.nn.layers import analysis, hyper_analysis, hyper_synthesis, ste_round, synthesis
+
+#: Lambdas of the trained levels, for MSE on [0, 1] pixels scaled by 255**2 (compressai's scale).
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Everything needed to rebuild the network before loading weights."""
+
+    channels: int = 3
+    n_enc: int = 64
+    n_dec: int = 96
+    m: int = 128
+    nz: int = 64
+    lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CodecConfig:
+        d = dict(d)
+        d["lambdas"] = tuple(d["lambdas"])
+        return cls(**d)
+
+
+def _scale_table(lo: float = 0.11, hi: float = 256.0, levels: int = 64) -> torch.Tensor:
+    return torch.exp(torch.linspace(torch.log(torch.tensor(lo)), torch.log(torch.tensor(hi)), levels))
+
+
+class FoolCodec(nn.Module):
+    """Contract as compressai: ``forward`` for training, the runtimes build compress/decompress
+    from :meth:`analyse`, :meth:`hyper_params` and :meth:`synthesise`, the same helpers
+    ``forward`` uses."""
+
+    def __init__(self, config: CodecConfig = CodecConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.g_a = analysis(c.channels, c.n_enc, c.m)
+        self.h_a = hyper_analysis(c.m, c.n_enc, c.nz)
+        self.h_s = hyper_synthesis(c.nz, c.n_dec, c.m)
+        self.g_s = synthesis(c.channels, c.n_dec, c.m)
+        levels = len(c.lambdas)
+        init = torch.linspace(-1.5, 1.5, levels)[:, None].repeat(1, c.m)
+        self.log_gain = nn.Parameter(init.clone())
+        self.log_inv_gain = nn.Parameter(-init.clone())
+        self.entropy_bottleneck = EntropyBottleneck(c.nz)
+        self.gaussian_conditional = GaussianConditional(None)
+        self.register_buffer("scale_table", _scale_table(), persistent=False)
+
+    @property
+    def levels(self) -> int:
+        return len(self.config.lambdas)
+
+    def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample gain and inverse gain, shape (B, M, 1, 1), for quality in [1, L]."""
+        q = quality.to(torch.float32).clamp(1, self.levels) - 1
+        lo = q.floor().long().clamp(max=self.levels - 2)
+        t = (q - lo)[:, None]
+        g = torch.exp(self.log_gain)
+        ig = torch.exp(self.log_inv_gain)
+        gain = (1 - t) * g[lo] + t * g[lo + 1]
+        inv = (1 - t) * ig[lo] + t * ig[lo + 1]
+        return gain[:, :, None, None], inv[:, :, None, None]
+
+    def analyse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.g_a(x)
+        z = self.h_a(y)
+        return y, z
+
+    def hyper_params(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scales and means of y *before* the gain, from the decoded hyper-latent."""
+        scales, means = self.h_s(z_hat).float().chunk(2, 1)
+        return scales, means
+
+    def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.g_s(y_hat)
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor, autocast: bool = False) -> dict:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y, z = self.analyse(x)
+        y, z = y.float(), z.float()
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            scales, means = self.hyper_params(z_hat)
+        gain, inv = self.gains(quality)
+        yg, mg, sg = y * gain, means * gain, scales.abs() * gain
+        _, y_lik = self.gaussian_conditional(yg, sg, means=mg)
+        y_hat = (ste_round(yg - mg) + mg) * inv
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            x_hat = self.synthesise(y_hat)
+        return {"x_hat": x_hat.float(), "likelihoods": {"y": y_lik, "z": z_lik}}
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    def update(self, force: bool = True) -> None:
+        """Build the CDF tables used by the rANS coder (ship them; never rebuild on the ground)."""
+        self.gaussian_conditional.update_scale_table(self.scale_table, force=force)
+        self.entropy_bottleneck.update(force=force)
