@@ -22,6 +22,10 @@ class UnsupportedRasterError(InputError):
     """The raster opened, but its dtype, size or band layout is not one FOOL codes."""
 
 
+class OutputError(FoolError, OSError):
+    """The output file cannot be written where asked."""
+
+
 class ContainerError(FoolError, ValueError):
     """A .fool container is malformed: bad magic, truncated, corrupted."""
 

@@ -1,0 +1,35 @@
+"""Ground-side synthesis runtime: latents back to pixels with the shipped PyTorch weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.errors import ModelError
+from shared.latent_codec import LatentCodec, file_sha256
+from shared.zoo import find
+
+
+class TorchSynthesis:
+    def __init__(self, name: str, sha256: str, threads: int | None = None) -> None:
+        import torch
+
+        from shared.nn.codec import CodecConfig, FoolCodec
+
+        files = find(name)
+        self.codec = LatentCodec.load(files.tables)
+        if self.codec.weights_sha256 != sha256:
+            raise ModelError(f"container was coded with {name}@{sha256[:16]} but the installed {name} is "
+                             f"{self.codec.model_id}; install the matching model to decode it")
+        if not files.weights.exists() or file_sha256(files.weights) != sha256:
+            raise ModelError(f"weights {files.weights} are missing or do not match their tables ({sha256[:16]})")
+        state = torch.load(files.weights, map_location="cpu", weights_only=False)
+        self.model = FoolCodec(CodecConfig.from_dict(state["config"]))
+        self.model.load_state_dict(state["model"], strict=False)
+        self.model.eval()
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+
+    def __call__(self, y_hat: np.ndarray) -> np.ndarray:
+        with self._torch.inference_mode():
+            return self.model.synthesise(self._torch.from_numpy(y_hat)).clamp_(0, 1).numpy()

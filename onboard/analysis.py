@@ -1,0 +1,63 @@
+"""Runtimes for the onboard transforms (analysis + hyper-analysis): PyTorch or ONNX Runtime.
+
+Both take unit-range tiles (B, 3, H, W) float32 and return the latents (y, z) as numpy, so
+everything after them (quantisation, integer hyper-synthesis, rANS) is shared code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from shared.errors import ModelError
+from shared.zoo import ModelFiles
+
+
+class TorchAnalysis:
+    name = "torch"
+
+    def __init__(self, files: ModelFiles, threads: int | None = None) -> None:
+        import torch
+
+        from shared.nn.codec import CodecConfig, FoolCodec
+
+        if not files.weights.exists():
+            raise ModelError(f"weights {files.weights} missing; the torch runtime needs them")
+        state = torch.load(files.weights, map_location="cpu", weights_only=False)
+        self.model = FoolCodec(CodecConfig.from_dict(state["config"]))
+        self.model.load_state_dict(state["model"], strict=False)
+        self.model.eval()
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self._torch.inference_mode():
+            y, z = self.model.analyse(self._torch.from_numpy(x))
+        return y.numpy(), z.numpy()
+
+
+class OnnxAnalysis:
+    """The flight runtime: onnxruntime + numpy only (no torch import anywhere on this path)."""
+
+    name = "onnx"
+
+    def __init__(self, flight_dir: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        manifest_path = Path(flight_dir) / "manifest.json"
+        if not manifest_path.exists():
+            raise ModelError(f"{flight_dir} is not a flight export (no manifest.json); run `fool export-onnx`")
+        self.manifest = json.loads(manifest_path.read_text())
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(Path(flight_dir) / self.manifest["analysis"]), opts,
+                                            providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y, z = self.session.run(["y", "z"], {"x": x})
+        return y, z

@@ -1,0 +1,75 @@
+"""Entropy tables and the rANS coder, in numpy only.
+
+The tables (quantised CDFs, offsets, lengths, scale table, medians, gains) are computed once
+when a model is released and shipped in its ``.npz``; both sides read them from there and
+never recompute them, so the encoder and the decoder use the same integers.
+
+compressai's compiled rANS extension is loaded straight from its file, without running
+``compressai/__init__.py`` (which imports torch), so the flight path stays torch-free.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from shared.errors import ContainerError
+
+
+@cache
+def rans():
+    """The ``compressai.ans`` extension module, loaded without importing compressai."""
+    spec = importlib.util.find_spec("compressai")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("compressai is not installed; it provides the rANS coder")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    lib = next(iter(sorted(folder.glob("ans*.so")) + sorted(folder.glob("ans*.pyd"))), None)
+    if lib is None:
+        raise ImportError(f"compressai's rANS extension not found in {folder}")
+    loader = importlib.machinery.ExtensionFileLoader("compressai.ans", str(lib))
+    mod_spec = importlib.util.spec_from_file_location("compressai.ans", lib, loader=loader)
+    module = importlib.util.module_from_spec(mod_spec)
+    loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class CdfTable:
+    """Quantised CDFs for a family of distributions, indexed per symbol."""
+
+    cdf: np.ndarray  # (K, L) int32
+    length: np.ndarray  # (K,) int32
+    offset: np.ndarray  # (K,) int32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lists", (self.cdf.tolist(), self.length.tolist(), self.offset.tolist()))
+
+    def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
+        cdf, length, offset = self._lists
+        enc = rans().RansEncoder()
+        return enc.encode_with_indexes(
+            symbols.reshape(-1).astype(np.int32).tolist(), indexes.reshape(-1).astype(np.int32).tolist(),
+            cdf, length, offset,
+        )
+
+    def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
+        if len(data) < 8:
+            raise ContainerError(f"entropy-coded stream of {len(data)} bytes is too short (truncated tile?)")
+        cdf, length, offset = self._lists
+        # rANS reads ahead of where a damaged stream ends; zero padding keeps every read
+        # inside our buffer (4 bytes per renormalisation, at most one per symbol).
+        padded = data + bytes(4 * indexes.size + 64)
+        values = rans().RansDecoder().decode_with_indexes(
+            padded, indexes.reshape(-1).astype(np.int32).tolist(), cdf, length, offset
+        )
+        return np.asarray(values, dtype=np.int32).reshape(indexes.shape)
+
+
+def scale_indexes(scales: np.ndarray, scale_table: np.ndarray) -> np.ndarray:
+    """Same rule as compressai's GaussianConditional.build_indexes, on exact float64 inputs."""
+    return np.searchsorted(scale_table[:-1], scales, side="left").astype(np.int32)

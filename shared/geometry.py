@@ -1,0 +1,67 @@
+"""Tile geometry: how a scene is partitioned into independently decodable tiles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+#: The codec downsamples by 64 in total (16 in the analysis, 4 more in the hyper-analysis),
+#: so every coded tile is padded to a multiple of this.
+ALIGN = 64
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: grid position and the pixel window it covers in the scene."""
+
+    row: int
+    col: int
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """(height, width) as coded: rounded up to a multiple of :data:`ALIGN`."""
+        return (-(-self.height // ALIGN) * ALIGN, -(-self.width // ALIGN) * ALIGN)
+
+    def window(self):
+        from rasterio.windows import Window
+
+        return Window(self.x, self.y, self.width, self.height)
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    width: int
+    height: int
+    tile_size: int
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"scene size {self.width}x{self.height} is empty")
+        if self.tile_size < ALIGN or self.tile_size % ALIGN:
+            raise ValueError(f"tile size must be a positive multiple of {ALIGN}, got {self.tile_size}")
+
+    @property
+    def rows(self) -> int:
+        return -(-self.height // self.tile_size)
+
+    @property
+    def cols(self) -> int:
+        return -(-self.width // self.tile_size)
+
+    def tile(self, row: int, col: int) -> Tile:
+        if not (0 <= row < self.rows and 0 <= col < self.cols):
+            raise IndexError(f"tile ({row}, {col}) outside a {self.rows}x{self.cols} grid")
+        x, y = col * self.tile_size, row * self.tile_size
+        return Tile(row, col, x, y, min(self.tile_size, self.width - x), min(self.tile_size, self.height - y))
+
+    def __iter__(self) -> Iterator[Tile]:
+        for r in range(self.rows):
+            for c in range(self.cols):
+                yield self.tile(r, c)
+
+    def __len__(self) -> int:
+        return self.rows * self.cols

@@ -1,0 +1,67 @@
+"""Turn a training checkpoint into a shipped model: weights file + numpy tables."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shared import intnet
+from shared.latent_codec import LatentCodec, file_sha256
+from shared.nn.codec import CodecConfig, FoolCodec
+from shared.nn.layers import SubpixelUp
+
+
+def load_checkpoint(path: Path) -> FoolCodec:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = FoolCodec(CodecConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"], strict=False)
+    model.eval()
+    return model
+
+
+def quantise_hyper_synthesis(model: FoolCodec) -> list[intnet.IntConv]:
+    layers, mods = [], list(model.h_s)
+    for i, mod in enumerate(mods):
+        relu = i + 1 < len(mods) and isinstance(mods[i + 1], torch.nn.ReLU)
+        if isinstance(mod, SubpixelUp):
+            conv, shuffle = mod[0], mod[1].upscale_factor
+        elif isinstance(mod, torch.nn.Conv2d):
+            conv, shuffle = mod, 1
+        else:
+            continue
+        layers.append(intnet.quantise_conv(conv.weight.detach().numpy(), conv.bias.detach().numpy(), relu, shuffle))
+    return layers
+
+
+def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None = None) -> LatentCodec:
+    """Write ``<name>.pt`` (weights) and ``<name>.npz`` (tables) into ``out_dir``."""
+    model = load_checkpoint(checkpoint)
+    model.update(force=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"{name}.pt"
+    # CDF tables go to the .npz (the one source both sides read), not into the weights
+    tables = ("._offset", "._quantized_cdf", "._cdf_length", ".scale_table")
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith(tables)}
+    torch.save({"config": model.config.to_dict(), "model": state}, weights)
+    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
+    meta = {"name": name, "weights_sha256": file_sha256(weights), "config": model.config.to_dict()}
+    meta |= extra_meta or {}
+    arrays = {
+        "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        "z_cdf": eb._quantized_cdf.numpy().astype(np.int32), "z_len": eb._cdf_length.numpy().astype(np.int32),
+        "z_off": eb._offset.numpy().astype(np.int32),
+        "z_medians": eb._get_medians().detach().reshape(-1).numpy().astype(np.float32),
+        "y_cdf": gc._quantized_cdf.numpy().astype(np.int32), "y_len": gc._cdf_length.numpy().astype(np.int32),
+        "y_off": gc._offset.numpy().astype(np.int32),
+        "scale_table": gc.scale_table.numpy().astype(np.float64),
+        "gains": torch.exp(model.log_gain.detach()).double().numpy(),
+        "inv_gains": torch.exp(model.log_inv_gain.detach()).double().numpy(),
+    } | intnet.pack(quantise_hyper_synthesis(model))
+    tmp = out_dir / f".{name}.npz.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out_dir / f"{name}.npz")
+    return LatentCodec.load(out_dir / f"{name}.npz")

@@ -1,0 +1,125 @@
+"""The scene header carried in a container, and the per-tile payload layout.
+
+Both sides build and read it here; the ground validates every field before using it,
+because a container is untrusted input.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from shared.bands import SUPPORTED_DTYPES, BandRange
+from shared.errors import ContainerError
+from shared.geometry import ALIGN, TileGrid
+
+MASK_KINDS = ("none", "nodata", "internal", "nan")
+MAX_SIDE = 1 << 24
+
+
+@dataclass(frozen=True)
+class SceneHeader:
+    width: int
+    height: int
+    dtype: str
+    bits: list[int | None]
+    ranges: list[list[float]]
+    groups: list[list[int]]
+    nodata: float | None
+    mask: str
+    crs_wkt: str | None
+    transform: list[float]
+    descriptions: list[str | None]
+    colorinterp: list[str]
+    source_bands: list[int]
+    tile_size: int
+    model_name: str
+    model_sha256: str
+
+    @property
+    def count(self) -> int:
+        return len(self.ranges)
+
+    @property
+    def grid(self) -> TileGrid:
+        return TileGrid(self.width, self.height, self.tile_size)
+
+    def band_range(self, band: int) -> BandRange:
+        lo, hi = self.ranges[band - 1]
+        return BandRange(lo, hi)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.nodata is not None and math.isnan(self.nodata):
+            d["nodata"] = "nan"
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SceneHeader:
+        """Validate an untrusted header; every failure is a ContainerError."""
+        try:
+            h = cls(**{k: d[k] for k in cls.__dataclass_fields__})
+            if h.nodata == "nan":
+                h = cls(**(h.__dict__ | {"nodata": float("nan")}))
+            ok = (
+                all(isinstance(v, int) and 0 < v <= MAX_SIDE for v in (h.width, h.height))
+                and h.dtype in SUPPORTED_DTYPES
+                and isinstance(h.tile_size, int) and ALIGN <= h.tile_size <= 8192 and h.tile_size % ALIGN == 0
+                and 0 < h.count <= 4096
+                and all(len(r) == 2 and all(isinstance(v, int | float) for v in r) for r in h.ranges)
+                and len(h.bits) == len(h.descriptions) == len(h.source_bands) == h.count
+                and sorted(b for g in h.groups for b in g) == list(range(1, h.count + 1))
+                and all(len(g) in (1, 3) for g in h.groups)
+                and h.mask in MASK_KINDS
+                and len(h.transform) == 6 and all(isinstance(v, int | float) for v in h.transform)
+                and (h.nodata is None or isinstance(h.nodata, int | float))
+                and isinstance(h.model_name, str) and isinstance(h.model_sha256, str)
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ContainerError(f"scene header is malformed ({exc.__class__.__name__}: {exc})") from None
+        if not ok:
+            raise ContainerError("scene header has out-of-range or inconsistent fields")
+        return h
+
+
+def pack_tile(group_payloads: list[bytes], valid: np.ndarray | None) -> bytes:
+    parts = []
+    if valid is not None:
+        mask = zlib.compress(np.packbits(valid.astype(bool)).tobytes(), 9)
+        parts.append(struct.pack("<I", len(mask)) + mask)
+    parts += [struct.pack("<I", len(p)) + p for p in group_payloads]
+    return b"".join(parts)
+
+
+def unpack_tile(payload: bytes, groups: int, has_mask: bool, shape: tuple[int, int]):
+    """-> (list of group payloads, validity mask or None). Sizes are checked, not trusted."""
+    pos, mask = 0, None
+
+    def take() -> bytes:
+        nonlocal pos
+        if pos + 4 > len(payload):
+            raise ContainerError("tile payload is truncated")
+        (n,) = struct.unpack_from("<I", payload, pos)
+        if pos + 4 + n > len(payload):
+            raise ContainerError("tile payload declares more bytes than it holds")
+        pos += 4 + n
+        return payload[pos - n : pos]
+
+    if has_mask:
+        expected = (shape[0] * shape[1] + 7) // 8
+        d = zlib.decompressobj()
+        try:
+            raw = d.decompress(take(), expected + 1)
+        except zlib.error as exc:
+            raise ContainerError(f"tile mask is corrupt ({exc})") from None
+        if len(raw) != expected:
+            raise ContainerError("tile mask has the wrong size")
+        mask = np.unpackbits(np.frombuffer(raw, np.uint8))[: shape[0] * shape[1]].reshape(shape).astype(bool)
+    parts = [take() for _ in range(groups)]
+    if pos != len(payload):
+        raise ContainerError("tile payload has trailing bytes")
+    return parts, mask

@@ -1,0 +1,42 @@
+"""Shipped models: where their files are and which one is the default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import ModelError
+
+DEFAULT_MODEL = "fool-m"
+#: Default quality on the 1..8 scale: about 0.5 bpp on aerial RGB (see models/README.md).
+DEFAULT_QUALITY = 4.0
+
+
+def models_dir() -> Path:
+    env = os.environ.get("FOOL_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "models"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    name: str
+    weights: Path  # torch state dict + config (ground synthesis, torch onboard runtime)
+    tables: Path  # numpy entropy tables, gains, integer hyper-synthesis (both sides)
+
+    @property
+    def onnx_dir(self) -> Path:
+        return self.weights.parent / f"{self.name}.onnx"
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in models_dir().glob("*.npz"))
+
+
+def find(name: str = DEFAULT_MODEL) -> ModelFiles:
+    folder = models_dir()
+    files = ModelFiles(name, folder / f"{name}.pt", folder / f"{name}.npz")
+    if not files.tables.exists():
+        known = ", ".join(available()) or "none"
+        raise ModelError(f"model {name!r} not found in {folder} (available: {known})")
+    return files
