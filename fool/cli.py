@@ -183,3 +183,25 @@ def demo(scene, quality, model, runtime, workdir) -> None:
     click.echo(f"rate         {r.bpp:.3f} bpp ({r.bpp_per_band:.3f} per band), ratio {r.ratio:.1f}:1")
     click.echo(f"quality      PSNR {r.psnr:.2f} dB (per band: {', '.join(f'{p:.2f}' for p in r.psnr_per_band)})")
     click.echo(f"time         compress {r.compress_s:.2f} s, decode {r.decode_s:.2f} s (incl. model load)")
+
+
+@main.command("eval")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "models", multiple=True, help="Shipped model(s) [default: fool-m].")
+@click.option("--codec", "codecs", multiple=True, default=("jpeg2000", "jpegxl", "webp", "jpeg"), show_default=True)
+@click.option("--limit", type=int, help="Evaluate an evenly spread subset of this many images.")
+@click.option("--tile-size", default=512, show_default=True)
+@click.option("--msssim", is_flag=True, help="Also compute MS-SSIM (slow on CPU).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("rd.json"), show_default=True,
+              help="JSON results; a PNG plot is written beside it.")
+def eval_cmd(inputs, models, codecs, limit, tile_size, msssim, out) -> None:
+    """Rate-distortion benchmark against JPEG 2000, JPEG XL, WebP and JPEG."""
+    from ground.evaluate import evaluate, plot, save, table
+    from shared import zoo
+
+    summary = evaluate(list(inputs), list(models) or [zoo.DEFAULT_MODEL], list(codecs), limit=limit,
+                       tile_size=tile_size, with_msssim=msssim, log=click.echo)
+    save(summary, out)
+    plot(summary, out.with_suffix(".png"), ", ".join(p.name for p in inputs))
+    click.echo(table(summary))
+    click.echo(f"wrote {out} and {out.with_suffix('.png')}")

@@ -45,8 +45,8 @@ def decode_tile(entry: TileEntry, payload: bytes, scene: SceneHeader, synthesis)
         unit = x_hat[g] if len(group) == 3 else x_hat[g].mean(axis=0, keepdims=True)
         for j, band in enumerate(group):
             out[band - 1] = scene.band_range(band).from_unit(unit[j], scene.dtype)
-    if valid is not None:
-        apply_mask(out, valid, scene)
+    if scene.mask in ("nodata", "nan"):
+        apply_mask(out, valid if valid is not None else np.ones(out.shape[1:], bool), scene)
     return out, valid
 
 
@@ -91,7 +91,7 @@ def output_profile(scene: SceneHeader) -> dict:
 
 
 def decode_container(src: Path, dst: Path, threads: int | None = None, skip_damaged: bool = False,
-                     progress: Callable[[int, int], None] | None = None) -> DecodeReport:
+                     progress: Callable[[int, int], None] | None = None, synthesis=None) -> DecodeReport:
     """Decode every tile of ``src`` into the GeoTIFF ``dst`` (written atomically).
 
     Missing tiles (all-nodata, or lost) are written as nodata/masked. With ``skip_damaged``
@@ -107,7 +107,8 @@ def decode_container(src: Path, dst: Path, threads: int | None = None, skip_dama
     with Container.open(src) as container:
         scene = read_header(container)
         _check_entries(container.tiles, scene)
-        synthesis = TorchSynthesis(scene.model_name, scene.model_sha256, threads)
+        if synthesis is None or synthesis.codec.weights_sha256 != scene.model_sha256:
+            synthesis = TorchSynthesis(scene.model_name, scene.model_sha256, threads)
         tmp = dst.with_name(f".{dst.name}.partial.tif")
         failed: list[tuple[int, int]] = []
         try:

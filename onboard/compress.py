@@ -29,6 +29,7 @@ class CompressReport:
     tiles_skipped: int
     seconds: float
     timings: dict = field(default_factory=dict)
+    payload_bytes: int = 0  # tile payloads only: the codestream, without header and tile table
 
     @property
     def bpp(self) -> float:
@@ -77,11 +78,14 @@ def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int
 def compress_scene(src: Path, dst: Path, model: str = zoo.DEFAULT_MODEL, quality: float = zoo.DEFAULT_QUALITY,
                    tile_size: int = DEFAULT_TILE, bands: list[int] | None = None, band_groups: str | None = None,
                    runtime: str = "torch", flight_dir: Path | None = None, threads: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> CompressReport:
-    """Compress ``src`` into ``dst``; ``dst`` appears only when the whole scene is written."""
+                   progress: Callable[[int, int], None] | None = None, engine=None) -> CompressReport:
+    """Compress ``src`` into ``dst``; ``dst`` appears only when the whole scene is written.
+
+    ``engine`` is a preloaded ``load_runtime(...)`` result, for callers that code many scenes.
+    """
     start = time.perf_counter()
     with SceneReader(src, tile_size, bands, band_groups) as reader:
-        analysis, codec = load_runtime(runtime, model, flight_dir, threads)
+        analysis, codec = engine or load_runtime(runtime, model, flight_dir, threads)
         try:
             code = quality_code(quality, codec.levels)
         except ValueError as exc:
@@ -112,7 +116,8 @@ def compress_scene(src: Path, dst: Path, model: str = zoo.DEFAULT_MODEL, quality
                 if progress:
                     progress(i + 1, total)
         size = Path(dst).stat().st_size
+        payload_bytes = sum(e.length for e in out.entries)
         pixels = reader.ds.width * reader.ds.height
         nbands = len(reader.bands)
     return CompressReport(Path(dst), size, pixels, nbands, coded, skipped, time.perf_counter() - start,
-                          {"analysis_s": t_an, "entropy_s": t_ec})
+                          {"analysis_s": t_an, "entropy_s": t_ec}, payload_bytes)

@@ -78,7 +78,7 @@ def hyper_params(z_hat: np.ndarray, layers: list[IntConv]) -> tuple[np.ndarray, 
 def pack(layers: list[IntConv]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {"hs_count": np.array(len(layers))}
     for i, layer in enumerate(layers):
-        out[f"hs{i}_w"] = layer.weight.astype(np.int32)
+        out[f"hs{i}_w"] = layer.weight.astype(np.int16)  # 12-bit values
         out[f"hs{i}_b"] = layer.bias.astype(np.int64)
         out[f"hs{i}_shift"] = layer.shift.astype(np.int32)
         out[f"hs{i}_flags"] = np.array([int(layer.relu), layer.shuffle])

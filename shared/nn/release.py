@@ -62,6 +62,6 @@ def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None 
         "inv_gains": torch.exp(model.log_inv_gain.detach()).double().numpy(),
     } | intnet.pack(quantise_hyper_synthesis(model))
     tmp = out_dir / f".{name}.npz.tmp.npz"
-    np.savez(tmp, **arrays)
+    np.savez_compressed(tmp, **arrays)
     os.replace(tmp, out_dir / f"{name}.npz")
     return LatentCodec.load(out_dir / f"{name}.npz")

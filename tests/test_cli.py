@@ -1,0 +1,156 @@
+"""End-to-end through the click commands: exit codes, written files, georeferencing."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from fool.cli import main
+from tests import data
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def assert_same_georef(a_path, b_path, bands=None):
+    with rasterio.open(a_path) as a, rasterio.open(b_path) as b:
+        n = len(bands) if bands else a.count
+        assert (b.width, b.height, b.count) == (a.width, a.height, n)
+        assert b.crs == a.crs and b.transform == a.transform
+        assert b.dtypes[0] == a.dtypes[0]
+        assert (b.nodata == a.nodata) or (np.isnan(b.nodata) and np.isnan(a.nodata))
+
+
+@pytest.mark.parametrize("name", list(data.SCENES))
+def test_round_trip_synthetic(scenes, tmp_path, name):
+    src = scenes[name]
+    fool, out = tmp_path / "s.fool", tmp_path / "s.tif"
+    r = run("compress", src, "-o", fool)
+    assert r.exit_code == 0, r.output
+    r = run("decode", fool, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert_same_georef(src, out)
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        x, y = a.read().astype(float), b.read().astype(float)
+        valid = a.dataset_mask() > 0
+        assert (b.dataset_mask() > 0).tolist() == valid.tolist()  # nodata / masks carried through
+        err = np.abs(x - y)[:, valid]
+        span = x[:, valid].max() - x[:, valid].min()
+        assert err.mean() < 0.1 * span  # a real reconstruction, not noise
+        if a.dtypes[0] == "uint16":
+            assert y.max() <= 2 ** (11 if "11bit" in name else 12) - 1  # clipped to the real bit depth
+
+
+def test_nodata_tiles_are_not_coded(tmp_path):
+    src = data.write(tmp_path / "nd.tif", nodata=0, height=200, width=200)
+    with rasterio.open(src, "r+") as ds:
+        arr = ds.read()
+        arr[:, :, :128] = 0
+        ds.write(arr)
+    r = run("compress", src, "-o", tmp_path / "nd.fool", "--tile-size", 64)
+    assert r.exit_code == 0, r.output
+    assert "8 empty" in r.output  # 4 rows x 2 fully-nodata columns
+    info = json.loads(run("info", tmp_path / "nd.fool", "--json").output)
+    assert info["tiles"]["coded"] == 8 and info["tiles"]["grid"] == 16
+
+
+def test_bands_option_and_info(scenes, tmp_path):
+    src = scenes["four_band_uint8"]
+    r = run("compress", src, "-o", tmp_path / "b.fool", "--bands", "4,2", "-q", "2.5")
+    assert r.exit_code == 0, r.output
+    info = json.loads(run("info", tmp_path / "b.fool", "--json").output)
+    assert info["scene"]["source_bands"] == [4, 2] and info["quality"] == 2.5
+    assert run("decode", tmp_path / "b.fool", "-o", tmp_path / "b.tif").exit_code == 0
+    with rasterio.open(tmp_path / "b.tif") as ds:
+        assert ds.count == 2
+    text = run("info", tmp_path / "b.fool").output
+    assert "fool-m@" in text and "EPSG" not in text or "UTM" in text
+
+
+def test_quality_orders_rate(scenes, tmp_path):
+    sizes = []
+    for q in (1, 4, 8):
+        assert run("compress", scenes["rgb_uint8"], "-o", tmp_path / f"{q}.fool", "-q", q).exit_code == 0
+        sizes.append((tmp_path / f"{q}.fool").stat().st_size)
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, scenes):
+    (tmp_path / "empty.tif").write_bytes(b"")
+    (tmp_path / "text.tif").write_text("not a raster\n")
+    import shutil
+
+    shutil.copy(scenes["rgb_uint8"], tmp_path / "ok.tif")
+    with rasterio.open(tmp_path / "c64.tif", "w", driver="GTiff", width=8, height=8, count=1, dtype="complex64") as d:
+        d.write(np.zeros((1, 8, 8), np.complex64))
+    return tmp_path
+
+
+@pytest.mark.parametrize("args,message", [
+    (["compress", "empty.tif"], "empty"),
+    (["compress", "text.tif"], "not a raster"),
+    (["compress", "missing.tif"], "no such file"),
+    (["compress", "c64.tif"], "complex64"),
+    (["compress", "ok.tif", "--bands", "7"], "bands"),
+    (["compress", "ok.tif", "--tile-size", "100"], "multiple of 64"),
+    (["compress", "ok.tif", "-q", "12"], "quality"),
+    (["compress", "ok.tif", "--model", "nope"], "not found"),
+    (["compress", "ok.tif", "--band-groups", "1,2;3"], "1 or 3"),
+    (["decode", "text.tif"], "not a .fool"),
+    (["decode", "empty.tif"], "not a .fool"),
+    (["info", "missing.fool"], "cannot open"),
+])
+def test_bad_input_gives_clear_error_and_no_output(bad_inputs, monkeypatch, args, message):
+    monkeypatch.chdir(bad_inputs)
+    before = set(bad_inputs.iterdir())
+    r = run(*args, "-o", "out.x") if args[0] != "info" else run(*args)
+    assert r.exit_code != 0
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert set(bad_inputs.iterdir()) == before
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "version", "model"])
+def test_damaged_container_is_refused_without_output(scenes, tmp_path, damage):
+    fool = tmp_path / "s.fool"
+    assert run("compress", scenes["rgb_uint8"], "-o", fool).exit_code == 0
+    raw = bytearray(fool.read_bytes())
+    if damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flip":
+        raw[len(raw) // 2] ^= 0x40
+    elif damage == "version":
+        raw[4] = 7
+    else:
+        at = raw.index(b'"model_sha256":"') + len(b'"model_sha256":"')
+        raw[at] = ord("0") if raw[at] != ord("0") else ord("1")
+        import struct
+        import zlib
+        (hl,) = struct.unpack_from("<I", raw, 8)
+        struct.pack_into("<I", raw, 12 + hl, zlib.crc32(bytes(raw[12 : 12 + hl])))
+    fool.write_bytes(bytes(raw))
+    r = run("decode", fool, "-o", tmp_path / "o.tif")
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert {"truncate": "truncated", "flip": "CRC", "version": "version 7", "model": "coded with"}[damage] in r.output
+    assert not (tmp_path / "o.tif").exists()
+    assert not any(p.name.startswith(".o.tif") for p in tmp_path.iterdir())
+
+
+def test_demo_without_team_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("FOOL_DATA", str(tmp_path / "none"))
+    r = run("demo", "--workdir", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "generated" in r.output and "PSNR" in r.output and "bpp" in r.output
+
+
+def test_help_is_fast_and_torch_free():
+    import subprocess
+    import sys
+
+    code = "import sys; from fool.cli import main; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,134 @@
+"""Invariants of the numpy codec half: exact entropy coding, exact integer hyper-synthesis,
+and agreement between the training forward pass and what compress/decompress send."""
+
+import numpy as np
+import pytest
+
+from shared import intnet
+from shared.errors import ContainerError
+from shared.latent_codec import LatentCodec, quality_code
+from shared.zoo import find
+
+
+@pytest.fixture(scope="module")
+def codec() -> LatentCodec:
+    return LatentCodec.load(find().tables)
+
+
+def test_rans_loads_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from shared.entropy import rans; rans(); assert 'torch' not in sys.modules; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+def test_latent_round_trip_is_exact(codec):
+    rng = np.random.default_rng(1)
+    m, nz = codec.gains.shape[1], codec.z_medians.shape[0]
+    y = rng.normal(0, 3, (m, 8, 12)).astype(np.float32)
+    z = rng.normal(0, 2, (nz, 2, 3)).astype(np.float32)
+    code = quality_code(3.5, codec.levels)
+    payload = codec.encode(y, z, code)
+    y_hat = codec.decode(payload, (8, 12), code)
+    # y_hat is y quantised with step 1/gain around the predicted mean: error at most half a step
+    gain, inv = codec.gain_vectors(code)
+    assert np.all(np.abs(y * gain - y_hat / inv) <= 0.5 + 1e-3)  # within half a quantisation step
+    assert codec.decode(payload, (8, 12), code).tobytes() == y_hat.tobytes()
+
+
+def test_quality_changes_rate(codec):
+    rng = np.random.default_rng(2)
+    y = rng.normal(0, 3, (codec.gains.shape[1], 16, 16)).astype(np.float32)
+    z = rng.normal(0, 2, (codec.z_medians.shape[0], 4, 4)).astype(np.float32)
+    sizes = [len(codec.encode(y, z, quality_code(q, codec.levels))) for q in (1, 4, 8)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_quality_range_is_checked(codec):
+    with pytest.raises(ValueError):
+        quality_code(0.5, codec.levels)
+    with pytest.raises(ValueError):
+        quality_code(codec.levels + 0.1, codec.levels)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "short", "zlen"])
+def test_damaged_payload_raises_cleanly(codec, damage):
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 3, (codec.gains.shape[1], 8, 8)).astype(np.float32)
+    z = rng.normal(0, 2, (codec.z_medians.shape[0], 2, 2)).astype(np.float32)
+    payload = codec.encode(y, z, 1024)
+    bad = {"truncate": payload[:2], "short": payload[:9], "zlen": b"\xff\xff\xff\x7f" + payload[4:]}[damage]
+    with pytest.raises(ContainerError):
+        codec.decode(bad, (8, 8), 1024)
+
+
+def test_garbage_bytes_never_crash(codec):
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        junk = rng.integers(0, 256, rng.integers(12, 400)).astype(np.uint8).tobytes()
+        junk = (4).to_bytes(4, "little") + junk
+        try:
+            out = codec.decode(junk, (8, 8), 1024)
+            assert out.shape == (codec.gains.shape[1], 8, 8)
+        except ContainerError:
+            pass
+
+
+def test_integer_hyper_synthesis_is_exact_under_threads_and_layout(codec):
+    """Same integers whatever the BLAS blocking: batch vs single, shuffled batch order."""
+    rng = np.random.default_rng(5)
+    z = (np.rint(rng.normal(0, 3, (3, codec.z_medians.shape[0], 4, 5))) + codec.z_medians[:, None, None]).astype(
+        np.float32)
+    s_all, m_all = intnet.hyper_params(z, codec.hyper)
+    for i in range(3):
+        s_i, m_i = intnet.hyper_params(z[i : i + 1], codec.hyper)
+        assert s_i.tobytes() == s_all[i : i + 1].tobytes() and m_i.tobytes() == m_all[i : i + 1].tobytes()
+    # every value is an integer multiple of a power of two: fixed point, not float noise
+    assert np.all(np.isfinite(s_all))
+
+
+def test_integer_hyper_synthesis_tracks_float_network():
+    torch = pytest.importorskip("torch")
+    from shared.nn.codec import CodecConfig, FoolCodec
+
+    files = find()
+    state = torch.load(files.weights, map_location="cpu", weights_only=False)
+    model = FoolCodec(CodecConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"], strict=False)
+    codec = LatentCodec.load(files.tables)
+    z = torch.round(torch.randn(1, model.config.nz, 4, 4) * 2) + torch.from_numpy(codec.z_medians)[None, :, None, None]
+    with torch.no_grad():
+        s, m = model.hyper_params(z)
+    si, mi = intnet.hyper_params(z.numpy(), codec.hyper)
+    assert np.abs(si - s.abs().numpy()).max() < 0.05 * max(1.0, float(s.abs().max()))
+    assert np.abs(mi - m.numpy()).max() < 0.05 * max(1.0, float(m.abs().max()))
+
+
+def test_forward_matches_compress_path():
+    """The training forward pass and the bitstream path reconstruct the same latents."""
+    torch = pytest.importorskip("torch")
+    from shared.nn.codec import CodecConfig, FoolCodec
+
+    files = find()
+    state = torch.load(files.weights, map_location="cpu", weights_only=False)
+    model = FoolCodec(CodecConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"], strict=False)
+    model.eval()
+    codec = LatentCodec.load(files.tables)
+    x = torch.rand(1, 3, 128, 128)
+    code = quality_code(4.0, codec.levels)
+    with torch.no_grad():
+        y, z = model.analyse(x)
+        y_hat = codec.decode(codec.encode(y[0].numpy(), z[0].numpy(), code), y.shape[2:], code)
+        med = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+        z_hat = torch.round(z - med) + med
+        scales, means = model.hyper_params(z_hat)
+        gain, inv = model.gains(torch.tensor([4.0]))
+        y_ref = (torch.round(y * gain - means * gain) + means * gain) * inv
+    diff = np.abs(y_hat - y_ref[0].numpy()) / inv[0].numpy()  # in quantisation steps
+    # identical up to the fixed-point error of the mean, except where that error moves a
+    # value across a rounding boundary (a whole step)
+    assert np.median(diff) < 0.01
+    assert (diff > 0.5).mean() < 0.01
