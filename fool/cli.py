@@ -205,3 +205,15 @@ def eval_cmd(inputs, models, codecs, limit, tile_size, msssim, out) -> None:
     plot(summary, out.with_suffix(".png"), ", ".join(p.name for p in inputs))
     click.echo(table(summary))
     click.echo(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+@main.command("export-onnx")
+@click.option("--model", default="fool-m", show_default=True)
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Flight export folder.")
+def export_onnx(model, out_dir) -> None:
+    """Export the onboard graph, entropy tables and a manifest for ONNX Runtime."""
+    from shared import zoo
+    from shared.nn.export import export_flight
+
+    m = export_flight(zoo.find(model), out_dir)
+    click.echo(f"exported {m['model_id']} (opset {m['opset']}) to {out_dir}")

@@ -75,6 +75,16 @@ def hyper_params(z_hat: np.ndarray, layers: list[IntConv]) -> tuple[np.ndarray, 
     raise ValueError("integer hyper-synthesis has no layers")
 
 
+def snap(values: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Round final-layer outputs back onto their fixed-point grid (per-channel ``shift``).
+
+    A no-op on exact outputs; it absorbs any last-ulp error that another implementation of
+    the final rescale could introduce, so scale indexes cannot flip (see the ±1 ulp test).
+    """
+    scale = np.exp2(shift + FRAC_BITS)[None, :, None, None]
+    return np.rint(values * scale) / scale
+
+
 def pack(layers: list[IntConv]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {"hs_count": np.array(len(layers))}
     for i, layer in enumerate(layers):

@@ -82,24 +82,31 @@ class LatentCodec:
 
     def _y_params(self, z_hat: np.ndarray, code: int):
         scales, means = intnet.hyper_params(z_hat[None], self.hyper)
+        shift, m = self.hyper[-1].shift, scales.shape[1]
+        scales, means = intnet.snap(scales, shift[:m]), intnet.snap(means, shift[m:])
         gain, inv = self.gain_vectors(code)
         indexes = scale_indexes(scales[0] * gain, self.scale_table)
         return indexes, means[0] * gain, inv
 
-    def encode(self, y: np.ndarray, z: np.ndarray, code: int) -> bytes:
-        """y (M, h, w) and z (nz, h/4, w/4) from the analysis -> one tile-group payload."""
+    def quantise(self, y: np.ndarray, z: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Analysis outputs -> integer symbols (z_sym, y_sym) and the y CDF indexes."""
         med = self.z_medians[:, None, None]
         z_sym = np.rint(z.astype(np.float32) - med).astype(np.int32)
         z_hat = (z_sym.astype(np.float32) + med).astype(np.float32)
         indexes, means_g, _ = self._y_params(z_hat, code)
         gain, _ = self.gain_vectors(code)
         y_sym = np.rint(y.astype(np.float64) * gain - means_g).astype(np.int32)
+        return z_sym, y_sym, indexes
+
+    def encode(self, y: np.ndarray, z: np.ndarray, code: int) -> bytes:
+        """y (M, h, w) and z (nz, h/4, w/4) from the analysis -> one tile-group payload."""
+        z_sym, y_sym, indexes = self.quantise(y, z, code)
         z_bytes = self.z_table.encode(z_sym, self._z_indexes(z.shape[1:]))
         y_bytes = self.y_table.encode(y_sym, indexes)
         return struct.pack("<I", len(z_bytes)) + z_bytes + y_bytes
 
-    def decode(self, payload: bytes, latent_shape: tuple[int, int], code: int) -> np.ndarray:
-        """Payload -> y_hat (M, h, w) float32 ready for the synthesis."""
+    def decode_symbols(self, payload: bytes, latent_shape: tuple[int, int], code: int):
+        """Payload -> (y symbols, means * gain, inverse gain): the bit-exact part of decoding."""
         if len(payload) < 4:
             raise ContainerError("tile payload is truncated")
         (z_len,) = struct.unpack_from("<I", payload)
@@ -111,7 +118,11 @@ class LatentCodec:
         z_sym = self.z_table.decode(payload[4 : 4 + z_len], self._z_indexes((h // 4, w // 4)))
         z_hat = (z_sym.astype(np.float32) + self.z_medians[:, None, None]).astype(np.float32)
         indexes, means_g, inv = self._y_params(z_hat, code)
-        y_sym = self.y_table.decode(payload[4 + z_len :], indexes)
+        return self.y_table.decode(payload[4 + z_len :], indexes), means_g, inv
+
+    def decode(self, payload: bytes, latent_shape: tuple[int, int], code: int) -> np.ndarray:
+        """Payload -> y_hat (M, h, w) float32 ready for the synthesis."""
+        y_sym, means_g, inv = self.decode_symbols(payload, latent_shape, code)
         return ((y_sym + means_g) * inv).astype(np.float32)
 
 

@@ -1,0 +1,89 @@
+"""ONNX export of the onboard graph: tile in [0, 1] -> latents (y, z).
+
+compressai's GDN re-parametrises its weights through a custom autograd op that ONNX
+cannot express (CompressAI issues #247, #299). For export each GDN is replaced by
+:class:`FrozenGDN`, which holds the already re-parametrised beta and gamma as constants:
+the same function, in plain Conv/Mul/Sqrt ops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from compressai.layers import GDN
+from torch import nn
+
+from shared.latent_codec import LatentCodec
+from shared.zoo import ModelFiles
+
+OPSET = 17
+
+
+class FrozenGDN(nn.Module):
+    def __init__(self, gdn: GDN) -> None:
+        super().__init__()
+        c = gdn.beta.shape[0]
+        self.register_buffer("beta", gdn.beta_reparam(gdn.beta).detach().clone())
+        self.register_buffer("gamma", gdn.gamma_reparam(gdn.gamma).detach().reshape(c, c, 1, 1).clone())
+        self.inverse = gdn.inverse
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = nn.functional.conv2d(x * x, self.gamma, self.beta)
+        return x * torch.sqrt(norm) if self.inverse else x / torch.sqrt(norm)
+
+
+def freeze(seq: nn.Sequential) -> nn.Sequential:
+    return nn.Sequential(*[FrozenGDN(m) if isinstance(m, GDN) else m for m in seq])
+
+
+class OnboardGraph(nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.g_a = freeze(model.g_a)
+        self.h_a = model.h_a
+
+    def forward(self, x: torch.Tensor):
+        y = self.g_a(x)
+        return y, self.h_a(y)
+
+
+def export_flight(files: ModelFiles, out_dir: Path) -> dict:
+    """Write ``analysis.onnx``, the model's tables and ``manifest.json`` into ``out_dir``."""
+    import onnx
+
+    from shared.nn.codec import CodecConfig, FoolCodec
+
+    state = torch.load(files.weights, map_location="cpu", weights_only=False)
+    model = FoolCodec(CodecConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"], strict=False)
+    model.eval()
+    graph = OnboardGraph(model).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "analysis.onnx"
+    x = torch.zeros(1, model.config.channels, 128, 128)
+    with torch.no_grad():
+        torch.onnx.export(graph, (x,), str(onnx_path), input_names=["x"], output_names=["y", "z"],
+                          dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"},
+                                        "y": {0: "batch", 2: "lh", 3: "lw"}, "z": {0: "batch", 2: "zh", 3: "zw"}},
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    proto = onnx.load(str(onnx_path))
+    onnx.checker.check_model(proto, full_check=True)
+    tables = out_dir / files.tables.name
+    shutil.copyfile(files.tables, tables)
+    codec = LatentCodec.load(tables)
+    manifest = {
+        "model_id": codec.model_id, "model_name": codec.name, "weights_sha256": codec.weights_sha256,
+        "opset": OPSET, "analysis": onnx_path.name, "tables": tables.name,
+        "analysis_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "input": {"name": "x", "layout": "NCHW", "dtype": "float32", "channels": model.config.channels,
+                  "multiple_of": 64, "range": [0.0, 1.0]},
+        "outputs": {"y": "latent (N, M, H/16, W/16)", "z": "hyper-latent (N, Nz, H/64, W/64)"},
+        "normalisation": "unsigned integers / (2**bits - 1); other dtypes (v - lo) / (hi - lo); "
+                         "band groups of 3, single bands repeated to 3 channels (see docs/format.md)",
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest

@@ -1,0 +1,120 @@
+"""Flight runtime: ONNX export, torch-free onboard compression, cross-runtime determinism."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+
+from ground.decode import decode_container
+from onboard.compress import compress_scene
+from shared import intnet
+from shared.zoo import find
+
+
+@pytest.fixture(scope="module")
+def flight(tmp_path_factory):
+    from shared.nn.export import export_flight
+
+    out = tmp_path_factory.mktemp("flight")
+    export_flight(find(), out)
+    return out
+
+
+def test_export_is_checked_and_deterministic(flight, tmp_path):
+    import onnx
+
+    from shared.nn.export import export_flight
+
+    onnx.checker.check_model(onnx.load(str(flight / "analysis.onnx")), full_check=True)
+    export_flight(find(), tmp_path)
+    assert (tmp_path / "analysis.onnx").read_bytes() == (flight / "analysis.onnx").read_bytes()
+    manifest = json.loads((flight / "manifest.json").read_text())
+    assert manifest["weights_sha256"] and manifest["input"]["layout"] == "NCHW"
+
+
+def test_onnx_compress_never_imports_torch(flight, scenes, tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from onboard.compress import compress_scene;"
+        f"compress_scene(Path({str(scenes['rgb_nodata'])!r}), Path({str(tmp_path / 'o.fool')!r}),"
+        f" runtime='onnx', flight_dir=Path({str(flight)!r}));"
+        "assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+    assert (tmp_path / "o.fool").exists()
+
+
+def test_onnx_and_torch_containers_decode_to_same_pixels(flight, scenes, tmp_path):
+    src = scenes["four_band_uint8"]
+    for rt in ("onnx", "torch"):
+        compress_scene(src, tmp_path / f"{rt}.fool", runtime=rt, flight_dir=flight)
+        decode_container(tmp_path / f"{rt}.fool", tmp_path / f"{rt}.tif")
+    with rasterio.open(tmp_path / "onnx.tif") as a, rasterio.open(tmp_path / "torch.tif") as b:
+        diff = np.abs(a.read().astype(int) - b.read().astype(int))
+    assert diff.max() <= 2 and (diff > 0).mean() < 0.01
+
+
+def _real_tiles(team_data, size=64):
+    """Unit-range 3-channel tiles cut from real scenes: NAIP RGB, WorldView-3 pan, Sentinel-2."""
+    from shared.bands import integer_range
+
+    tiles = []
+    for src in sorted((team_data / "scenes" / "naip").glob("*.tif")):
+        with rasterio.open(src) as ds:
+            rgb = ds.read([1, 2, 3]).astype(np.float32) / 255
+        tiles += [rgb[:, y : y + size, x : x + size] for y in range(0, rgb.shape[1] - size + 1, size)
+                  for x in range(0, rgb.shape[2] - size + 1, size)]
+    for rel, bits in (("worldview3/road_scene_pan.tif", 11), ("sentinel2_l1c_20m/B05.jp2", 12)):
+        with rasterio.open(team_data / "scenes" / rel) as ds:
+            pan = integer_range(bits).to_unit(ds.read(1))
+        tiles += [np.repeat(pan[None, y : y + size, x : x + size], 3, axis=0)
+                  for y in range(0, pan.shape[0] - size + 1, size) for x in range(0, pan.shape[1] - size + 1, size)]
+    return np.stack(tiles).astype(np.float32)
+
+
+def test_determinism_across_threads_runtimes_and_ulp_noise(flight, team_data, monkeypatch):
+    """>= 2,000 real tiles encoded by ORT (1 and 2 threads) and PyTorch (2 threads);
+    every container decodes to exactly the symbols its encoder chose, also when the decoder's
+    hyper-synthesis outputs are perturbed by ±1 ulp either way."""
+    import torch
+
+    from onboard.analysis import OnnxAnalysis, TorchAnalysis
+    from shared.latent_codec import LatentCodec, quality_code
+
+    x = _real_tiles(team_data)
+    assert len(x) >= 2000
+    codec = LatentCodec.load(find().tables)
+    code = quality_code(4.0, codec.levels)
+    encoders = {"ort1": OnnxAnalysis(flight, 1), "ort2": OnnxAnalysis(flight, 2), "torch2": TorchAnalysis(find(), 2)}
+    real = intnet.hyper_params
+    mismatches = {}
+    for name, analysis in encoders.items():
+        y, z = [], []
+        for i in range(0, len(x), 256):
+            yi, zi = analysis(x[i : i + 256])
+            y.append(yi)
+            z.append(zi)
+        y, z = np.concatenate(y), np.concatenate(z)
+        bad = 0
+        for i in range(len(x)):
+            _, y_sym, _ = codec.quantise(y[i], z[i], code)
+            payload = codec.encode(y[i], z[i], code)
+            # the ground derives symbols with numpy only; torch's thread count (set to 1 here,
+            # 2 for the torch encoder) reaches the synthesis, never the entropy decoding
+            torch.set_num_threads(1 + (i % 2))
+            bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
+            if name == "ort1" and i % 4 == 0:  # ±1 ulp noise on a quarter of the tiles
+                for sign in (1.0, -1.0):
+                    def noisy(zz, layers, s=sign):
+                        a, b = real(zz, layers)
+                        return np.nextafter(a, s * np.inf), np.nextafter(b, -s * np.inf)
+
+                    monkeypatch.setattr(intnet, "hyper_params", noisy)
+                    bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
+                    monkeypatch.setattr(intnet, "hyper_params", real)
+        mismatches[name] = bad
+    torch.set_num_threads(2)
+    assert mismatches == dict.fromkeys(encoders, 0)
