@@ -50,8 +50,18 @@ def train(data, out, exclude, steps, max_minutes, batch, crop, lr, device, no_au
     from ground.train import TrainOptions
     from ground.train import train as run
 
-    opts = TrainOptions(data=list(data), out=out, exclude=tuple(exclude), steps=steps, max_minutes=max_minutes,
-                        batch=batch, crop=crop, lr=lr, device=device, autocast=not no_autocast)
+    opts = TrainOptions(
+        data=list(data),
+        out=out,
+        exclude=tuple(exclude),
+        steps=steps,
+        max_minutes=max_minutes,
+        batch=batch,
+        crop=crop,
+        lr=lr,
+        device=device,
+        autocast=not no_autocast,
+    )
     run(opts, log=click.echo)
 
 
@@ -86,14 +96,21 @@ def _bands(text: str | None) -> list[int] | None:
 @main.command()
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Container to write [default: SRC.fool].")
-@click.option("-q", "--quality", type=float, default=None, help="Rate on a 1 (fewest bits) .. 8 (best) scale; "
-              "fractions allowed. [default: 4]")
+@click.option(
+    "-q",
+    "--quality",
+    type=float,
+    default=None,
+    help="Rate on a 1 (fewest bits) .. 8 (best) scale; fractions allowed. [default: 4]",
+)
 @click.option("--model", default=None, help="Shipped model name. [default: fool-m]")
 @click.option("--tile-size", default=512, show_default=True, help="Tile side in pixels (multiple of 64).")
 @click.option("--bands", help="Bands to code, e.g. 1,2,3 [default: all].")
 @click.option("--band-groups", help="Override band grouping, e.g. '1,2,3;4' (groups of 1 or 3).")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
-@click.option("--flight", "flight_dir", type=click.Path(path_type=Path), help="ONNX flight export (for --runtime onnx).")
+@click.option(
+    "--flight", "flight_dir", type=click.Path(path_type=Path), help="ONNX flight export (for --runtime onnx)."
+)
 @click.option("--threads", type=int, help="Intra-op threads of the runtime.")
 def compress(src, output, quality, model, tile_size, bands, band_groups, runtime, flight_dir, threads) -> None:
     """Compress a GeoTIFF/JPEG 2000 scene into a .fool container."""
@@ -101,10 +118,23 @@ def compress(src, output, quality, model, tile_size, bands, band_groups, runtime
     from shared import zoo
 
     output = output or src.with_suffix(".fool")
-    r = compress_scene(src, output, model or zoo.DEFAULT_MODEL, quality or zoo.DEFAULT_QUALITY, tile_size,
-                       _bands(bands), band_groups, runtime, flight_dir, threads, _progress("compress"))
-    click.echo(f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp ({r.bpp / r.bands:.3f} per band), "
-               f"{r.tiles_coded} tiles coded, {r.tiles_skipped} empty, {r.megapixels_per_second:.2f} MP/s")
+    r = compress_scene(
+        src,
+        output,
+        model or zoo.DEFAULT_MODEL,
+        quality or zoo.DEFAULT_QUALITY,
+        tile_size,
+        _bands(bands),
+        band_groups,
+        runtime,
+        flight_dir,
+        threads,
+        _progress("compress"),
+    )
+    click.echo(
+        f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp ({r.bpp / r.bands:.3f} per band), "
+        f"{r.tiles_coded} tiles coded, {r.tiles_skipped} empty, {r.megapixels_per_second:.2f} MP/s"
+    )
 
 
 @main.command()
@@ -140,14 +170,18 @@ def info(src, as_json) -> None:
     s = d["scene"]
     click.echo(f"{src}: FOOL container v{d['version']}, {d['bytes']} bytes")
     click.echo(f"  model     {d['model']['id']}  runtime {d.get('runtime')}  quality {d.get('quality')}")
-    click.echo(f"  scene     {s['width']}x{s['height']}, {len(s['ranges'])} bands {s['dtype']} "
-               f"(bits {s['bits']}), nodata {s['nodata']}, mask {s['mask']}")
+    click.echo(
+        f"  scene     {s['width']}x{s['height']}, {len(s['ranges'])} bands {s['dtype']} "
+        f"(bits {s['bits']}), nodata {s['nodata']}, mask {s['mask']}"
+    )
     click.echo(f"  groups    {s['groups']}  source bands {s['source_bands']}")
     crs = (s["crs_wkt"] or "none").split("[")[0] + ("[" + s["crs_wkt"].split('"')[1] + "]" if s["crs_wkt"] else "")
     click.echo(f"  crs       {crs}  transform {s['transform']}")
     t = d["tiles"]
-    click.echo(f"  tiles     {t['coded']} coded of {t['grid']} ({t['rows']}x{t['cols']} of {s['tile_size']} px), "
-               f"{t['masked']} with masks; bytes min/mean/max {t['min_bytes']}/{t['mean_bytes']:.0f}/{t['max_bytes']}")
+    click.echo(
+        f"  tiles     {t['coded']} coded of {t['grid']} ({t['rows']}x{t['cols']} of {s['tile_size']} px), "
+        f"{t['masked']} with masks; bytes min/mean/max {t['min_bytes']}/{t['mean_bytes']:.0f}/{t['max_bytes']}"
+    )
     click.echo(f"  rate      {d['bpp']:.3f} bpp ({d['bpp_per_band']:.3f} per band)")
 
 
@@ -192,15 +226,28 @@ def demo(scene, quality, model, runtime, workdir) -> None:
 @click.option("--limit", type=int, help="Evaluate an evenly spread subset of this many images.")
 @click.option("--tile-size", default=512, show_default=True)
 @click.option("--msssim", is_flag=True, help="Also compute MS-SSIM (slow on CPU).")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("rd.json"), show_default=True,
-              help="JSON results; a PNG plot is written beside it.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("rd.json"),
+    show_default=True,
+    help="JSON results; a PNG plot is written beside it.",
+)
 def eval_cmd(inputs, models, codecs, limit, tile_size, msssim, out) -> None:
     """Rate-distortion benchmark against JPEG 2000, JPEG XL, WebP and JPEG."""
     from ground.evaluate import evaluate, plot, save, table
     from shared import zoo
 
-    summary = evaluate(list(inputs), list(models) or [zoo.DEFAULT_MODEL], list(codecs), limit=limit,
-                       tile_size=tile_size, with_msssim=msssim, log=click.echo)
+    summary = evaluate(
+        list(inputs),
+        list(models) or [zoo.DEFAULT_MODEL],
+        list(codecs),
+        limit=limit,
+        tile_size=tile_size,
+        with_msssim=msssim,
+        log=click.echo,
+    )
     save(summary, out)
     plot(summary, out.with_suffix(".png"), ", ".join(p.name for p in inputs))
     click.echo(table(summary))
@@ -217,3 +264,7 @@ def export_onnx(model, out_dir) -> None:
 
     m = export_flight(zoo.find(model), out_dir)
     click.echo(f"exported {m['model_id']} (opset {m['opset']}) to {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

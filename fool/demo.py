@@ -31,14 +31,23 @@ def synthetic_scene(path: Path, size: int = 768, bands: int = 4, seed: int = 0) 
     base = np.zeros((bands, size, size))
     for _ in range(12):  # fields: smooth patches of different reflectance
         cx, cy, r = rng.random(3)
-        patch = ((xx - cx) ** 2 + (yy - cy) ** 2 < (0.1 + 0.2 * r) ** 2)
+        patch = (xx - cx) ** 2 + (yy - cy) ** 2 < (0.1 + 0.2 * r) ** 2
         base[:, patch] = rng.uniform(40, 200, (bands, 1))
     base[:, (np.abs(xx - 0.5) < 0.005) | (np.abs(yy - 0.3) < 0.004)] = 230  # roads
     base += 8 * np.sin(40 * xx + 3 * rng.random())[None] + rng.normal(0, 6, base.shape)
     data = np.clip(base, 0, 255).astype(np.uint8)
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": bands, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": from_origin(500000, 5000000, 1.0, 1.0), "tiled": True,
-               "blockxsize": 256, "blockysize": 256}
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": bands,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500000, 5000000, 1.0, 1.0),
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
@@ -59,8 +68,13 @@ class DemoResult:
     container_bytes: int
 
 
-def run_demo(scene: Path | None = None, quality: float = DEFAULT_QUALITY, model: str = DEFAULT_MODEL,
-             workdir: Path | None = None, runtime: str = "torch") -> DemoResult:
+def run_demo(
+    scene: Path | None = None,
+    quality: float = DEFAULT_QUALITY,
+    model: str = DEFAULT_MODEL,
+    workdir: Path | None = None,
+    runtime: str = "torch",
+) -> DemoResult:
     import rasterio
 
     from ground.decode import decode_container, read_header
@@ -87,5 +101,16 @@ def run_demo(scene: Path | None = None, quality: float = DEFAULT_QUALITY, model:
         q = compare(scene, decoded, header.source_bands, peaks_of(header))
         with rasterio.open(scene) as ds:
             raw_bits = ds.width * ds.height * sum(np.dtype(ds.dtypes[b - 1]).itemsize * 8 for b in header.source_bands)
-        return DemoResult(scene, synthetic, report.bpp, report.bpp / report.bands, q.psnr, q.psnr_per_band,
-                          raw_bits / (8 * report.bytes), t1 - t0, t2 - t1, report.tiles_coded, report.bytes)
+        return DemoResult(
+            scene,
+            synthetic,
+            report.bpp,
+            report.bpp / report.bands,
+            q.psnr,
+            q.psnr_per_band,
+            raw_bits / (8 * report.bytes),
+            t1 - t0,
+            t2 - t1,
+            report.tiles_coded,
+            report.bytes,
+        )

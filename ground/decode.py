@@ -32,7 +32,9 @@ def read_header(container: Container) -> SceneHeader:
     return SceneHeader.from_dict(scene)
 
 
-def decode_tile(entry: TileEntry, payload: bytes, scene: SceneHeader, synthesis) -> tuple[np.ndarray, np.ndarray | None]:
+def decode_tile(
+    entry: TileEntry, payload: bytes, scene: SceneHeader, synthesis
+) -> tuple[np.ndarray, np.ndarray | None]:
     """One tile -> (raw values (k, h, w) in the scene dtype, validity mask or None)."""
     tile: Tile = scene.grid.tile(entry.row, entry.col)
     ph, pw = tile.padded_shape
@@ -80,18 +82,33 @@ def output_profile(scene: SceneHeader) -> dict:
     from rasterio.crs import CRS
 
     profile = {
-        "driver": "GTiff", "width": scene.width, "height": scene.height, "count": scene.count,
-        "dtype": scene.dtype, "crs": CRS.from_wkt(scene.crs_wkt) if scene.crs_wkt else None,
-        "transform": Affine(*scene.transform), "nodata": scene.nodata, "tiled": True,
-        "blockxsize": 256, "blockysize": 256, "compress": "deflate", "BIGTIFF": "IF_SAFER",
+        "driver": "GTiff",
+        "width": scene.width,
+        "height": scene.height,
+        "count": scene.count,
+        "dtype": scene.dtype,
+        "crs": CRS.from_wkt(scene.crs_wkt) if scene.crs_wkt else None,
+        "transform": Affine(*scene.transform),
+        "nodata": scene.nodata,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
     }
     if scene.count == 3 and scene.dtype == "uint8":
         profile["photometric"] = "RGB" if scene.colorinterp[:3] == ["red", "green", "blue"] else "MINISBLACK"
     return profile
 
 
-def decode_container(src: Path, dst: Path, threads: int | None = None, skip_damaged: bool = False,
-                     progress: Callable[[int, int], None] | None = None, synthesis=None) -> DecodeReport:
+def decode_container(
+    src: Path,
+    dst: Path,
+    threads: int | None = None,
+    skip_damaged: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    synthesis=None,
+) -> DecodeReport:
     """Decode every tile of ``src`` into the GeoTIFF ``dst`` (written atomically).
 
     Missing tiles (all-nodata, or lost) are written as nodata/masked. With ``skip_damaged``
@@ -113,8 +130,9 @@ def decode_container(src: Path, dst: Path, threads: int | None = None, skip_dama
         failed: list[tuple[int, int]] = []
         try:
             with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **output_profile(scene)) as out:
-                interp = [ColorInterp[c] if c in ColorInterp.__members__ else ColorInterp.undefined
-                          for c in scene.colorinterp]
+                interp = [
+                    ColorInterp[c] if c in ColorInterp.__members__ else ColorInterp.undefined for c in scene.colorinterp
+                ]
                 try:
                     out.colorinterp = interp
                 except (ValueError, rasterio.errors.RasterioError):

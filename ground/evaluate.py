@@ -73,11 +73,17 @@ def _classical(name: str, bits: int, channels: int):
     import imagecodecs as ic
 
     if name == "jpeg2000":
-        return (lambda x, s: ic.jpeg2k_encode(x, level=s, codecformat="J2K", bitspersample=bits if bits > 8 else None),
-                ic.jpeg2k_decode, J2K_PSNR_TARGETS)
+        return (
+            lambda x, s: ic.jpeg2k_encode(x, level=s, codecformat="J2K", bitspersample=bits if bits > 8 else None),
+            ic.jpeg2k_decode,
+            J2K_PSNR_TARGETS,
+        )
     if name == "jpegxl" and channels in (1, 3):
-        return (lambda x, s: ic.jpegxl_encode(x, distance=s, bitspersample=bits if bits > 8 else None, effort=7),
-                ic.jpegxl_decode, JXL_DISTANCES)
+        return (
+            lambda x, s: ic.jpegxl_encode(x, distance=s, bitspersample=bits if bits > 8 else None, effort=7),
+            ic.jpegxl_decode,
+            JXL_DISTANCES,
+        )
     if name == "webp" and bits == 8 and channels == 3:
         return (lambda x, s: ic.webp_encode(x, level=s, lossless=False), ic.webp_decode, QUALITY_LEVELS)
     if name == "jpeg" and bits == 8 and channels in (1, 3):
@@ -100,14 +106,25 @@ def eval_classical(name: str, path: Path, img: np.ndarray, bits: int) -> list[Po
         out = np.asarray(dec(data))
         t2 = time.perf_counter()
         out = out.reshape(hwc.shape).transpose(2, 0, 1) if img.shape[0] > 1 else out.reshape(1, *hwc.shape)
-        points.append(Point(name, float(s), str(path), 8 * len(data) / (img.shape[1] * img.shape[2]),
-                            psnr(img, out, peak), msssim(img, out, peak), t1 - t0, t2 - t1,
-                            img.shape[1] * img.shape[2]))
+        points.append(
+            Point(
+                name,
+                float(s),
+                str(path),
+                8 * len(data) / (img.shape[1] * img.shape[2]),
+                psnr(img, out, peak),
+                msssim(img, out, peak),
+                t1 - t0,
+                t2 - t1,
+                img.shape[1] * img.shape[2],
+            )
+        )
     return points
 
 
-def eval_ours(model: str, path: Path, img: np.ndarray, bits: int, qualities, engine, synthesis,
-              tile_size: int = 512) -> list[Point]:
+def eval_ours(
+    model: str, path: Path, img: np.ndarray, bits: int, qualities, engine, synthesis, tile_size: int = 512
+) -> list[Point]:
     import rasterio
 
     from ground.decode import decode_container
@@ -124,8 +141,19 @@ def eval_ours(model: str, path: Path, img: np.ndarray, bits: int, qualities, eng
             t2 = time.perf_counter()
             with rasterio.open(out) as ds:
                 rec = ds.read()
-            points.append(Point(model, q, str(path), 8 * r.payload_bytes / r.pixels, psnr(img, rec, peak),
-                                msssim(img, rec, peak), r.seconds, t2 - t1, r.pixels))
+            points.append(
+                Point(
+                    model,
+                    q,
+                    str(path),
+                    8 * r.payload_bytes / r.pixels,
+                    psnr(img, rec, peak),
+                    msssim(img, rec, peak),
+                    r.seconds,
+                    t2 - t1,
+                    r.pixels,
+                )
+            )
     return points
 
 
@@ -173,9 +201,12 @@ def matched_psnr(points: list[Point], ref: str, ours: str, setting: float) -> di
         deltas.append(mine.psnr - float(np.interp(math.log(mine.bpp), r, q)))
         ours_bpp.append(mine.bpp)
         ours_psnr.append(mine.psnr)
-    return {"images": len(deltas), "bpp": float(np.mean(ours_bpp)) if deltas else None,
-            "psnr": float(np.mean(ours_psnr)) if deltas else None,
-            "delta_psnr_db": float(np.mean(deltas)) if deltas else None}
+    return {
+        "images": len(deltas),
+        "bpp": float(np.mean(ours_bpp)) if deltas else None,
+        "psnr": float(np.mean(ours_psnr)) if deltas else None,
+        "delta_psnr_db": float(np.mean(deltas)) if deltas else None,
+    }
 
 
 def find_inputs(paths: list[Path], limit: int | None = None) -> list[Path]:
@@ -188,9 +219,17 @@ def find_inputs(paths: list[Path], limit: int | None = None) -> list[Path]:
     return files
 
 
-def evaluate(inputs: list[Path], models: list[str], codecs: list[str], qualities=OURS_QUALITIES,
-             limit: int | None = None, default_quality: float = 4.0, tile_size: int = 512,
-             with_msssim: bool = False, log: Callable[[str], None] = print) -> dict:
+def evaluate(
+    inputs: list[Path],
+    models: list[str],
+    codecs: list[str],
+    qualities=OURS_QUALITIES,
+    limit: int | None = None,
+    default_quality: float = 4.0,
+    tile_size: int = 512,
+    with_msssim: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
     from ground.synthesis import TorchSynthesis
     from onboard.compress import load_runtime
     from shared.zoo import find
@@ -212,10 +251,18 @@ def evaluate(inputs: list[Path], models: list[str], codecs: list[str], qualities
             points += eval_classical(c, f, img, bits)
         if (i + 1) % 10 == 0 or i + 1 == len(files):
             log(f"  {i + 1}/{len(files)} images")
-    curves = {c: dict(zip(("bpp", "psnr", "msssim"), (v.tolist() for v in mean_curve(points, c)), strict=True))
-              for c in list(models) + [c for c in codecs if any(p.codec == c for p in points)]}
-    summary: dict = {"images": len(files), "inputs": [str(p) for p in inputs], "curves": curves, "bd_rate": {},
-                     "at_default_quality": {}, "speed": {}}
+    curves = {
+        c: dict(zip(("bpp", "psnr", "msssim"), (v.tolist() for v in mean_curve(points, c)), strict=True))
+        for c in list(models) + [c for c in codecs if any(p.codec == c for p in points)]
+    }
+    summary: dict = {
+        "images": len(files),
+        "inputs": [str(p) for p in inputs],
+        "curves": curves,
+        "bd_rate": {},
+        "at_default_quality": {},
+        "speed": {},
+    }
     for m in models:
         rm, pm, mm = (np.array(curves[m][k]) for k in ("bpp", "psnr", "msssim"))
         for ref in codecs:
@@ -227,8 +274,10 @@ def evaluate(inputs: list[Path], models: list[str], codecs: list[str], qualities
     for c in curves:
         pts = [p for p in points if p.codec == c]
         px = sum(p.pixels for p in pts)
-        summary["speed"][c] = {"encode_mp_s": px / 1e6 / sum(p.encode_s for p in pts),
-                               "decode_mp_s": px / 1e6 / sum(p.decode_s for p in pts)}
+        summary["speed"][c] = {
+            "encode_mp_s": px / 1e6 / sum(p.encode_s for p in pts),
+            "decode_mp_s": px / 1e6 / sum(p.decode_s for p in pts),
+        }
     summary["points"] = [asdict(p) for p in points]
     return summary
 
@@ -255,14 +304,18 @@ def plot(summary: dict, path: Path, title: str) -> None:
 def table(summary: dict) -> str:
     lines = []
     for name, c in summary["curves"].items():
-        lines.append(f"{name:<9} " + "  ".join(f"{b:.3f}bpp/{p:.2f}dB" for b, p in zip(c["bpp"], c["psnr"], strict=True)))
+        lines.append(
+            f"{name:<9} " + "  ".join(f"{b:.3f}bpp/{p:.2f}dB" for b, p in zip(c["bpp"], c["psnr"], strict=True))
+        )
     for k, v in summary["bd_rate"].items():
         fmt = lambda x: "n/a" if x is None else f"{x:+.1f}%"  # noqa: E731
         lines.append(f"BD-rate {k}: PSNR {fmt(v['psnr'])}, MS-SSIM {fmt(v['msssim'])}")
     for k, v in summary["at_default_quality"].items():
         if v["delta_psnr_db"] is not None:
-            lines.append(f"default quality {k}: {v['bpp']:.3f} bpp, {v['psnr']:.2f} dB, "
-                         f"{v['delta_psnr_db']:+.2f} dB vs {k.split(' vs ')[1]} at the same rate ({v['images']} images)")
+            lines.append(
+                f"default quality {k}: {v['bpp']:.3f} bpp, {v['psnr']:.2f} dB, "
+                f"{v['delta_psnr_db']:+.2f} dB vs {k.split(' vs ')[1]} at the same rate ({v['images']} images)"
+            )
     return "\n".join(lines)
 
 

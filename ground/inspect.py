@@ -13,14 +13,34 @@ def describe(path: Path) -> dict:
         scene = read_header(c)
         sizes = [e.length for e in c.tiles] or [0]
         d = {
-            "path": str(path), "version": c.version, "bytes": c.size,
-            "model": c.header.get("model", {}), "quality": c.header.get("quality"), "runtime": c.header.get("runtime"),
+            "path": str(path),
+            "version": c.version,
+            "bytes": c.size,
+            "model": c.header.get("model", {}),
+            "quality": c.header.get("quality"),
+            "runtime": c.header.get("runtime"),
             "scene": scene.to_dict(),
-            "tiles": {"grid": len(scene.grid), "rows": scene.grid.rows, "cols": scene.grid.cols,
-                      "coded": len(c.tiles), "masked": sum(bool(e.flags & FLAG_MASK) for e in c.tiles),
-                      "min_bytes": min(sizes), "max_bytes": max(sizes), "mean_bytes": sum(sizes) / len(sizes),
-                      "table": [{"row": e.row, "col": e.col, "offset": e.offset, "length": e.length,
-                                 "crc32": f"{e.crc32:08x}", "quality": e.quality / 256} for e in c.tiles]},
+            "tiles": {
+                "grid": len(scene.grid),
+                "rows": scene.grid.rows,
+                "cols": scene.grid.cols,
+                "coded": len(c.tiles),
+                "masked": sum(bool(e.flags & FLAG_MASK) for e in c.tiles),
+                "min_bytes": min(sizes),
+                "max_bytes": max(sizes),
+                "mean_bytes": sum(sizes) / len(sizes),
+                "table": [
+                    {
+                        "row": e.row,
+                        "col": e.col,
+                        "offset": e.offset,
+                        "length": e.length,
+                        "crc32": f"{e.crc32:08x}",
+                        "quality": e.quality / 256,
+                    }
+                    for e in c.tiles
+                ],
+            },
         }
         d["bpp"] = 8 * c.size / (scene.width * scene.height)
         d["bpp_per_band"] = d["bpp"] / scene.count

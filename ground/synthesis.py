@@ -18,8 +18,10 @@ class TorchSynthesis:
         files = find(name)
         self.codec = LatentCodec.load(files.tables)
         if self.codec.weights_sha256 != sha256:
-            raise ModelError(f"container was coded with {name}@{sha256[:16]} but the installed {name} is "
-                             f"{self.codec.model_id}; install the matching model to decode it")
+            raise ModelError(
+                f"container was coded with {name}@{sha256[:16]} but the installed {name} is "
+                f"{self.codec.model_id}; install the matching model to decode it"
+            )
         if not files.weights.exists() or file_sha256(files.weights) != sha256:
             raise ModelError(f"weights {files.weights} are missing or do not match their tables ({sha256[:16]})")
         state = torch.load(files.weights, map_location="cpu", weights_only=False)

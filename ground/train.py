@@ -181,8 +181,17 @@ def train(opts: TrainOptions, log=print) -> Path:
             if step % opts.log_every == 0:
                 n = acc["n"]
                 m = acc["mse"] / n
-                row = [step, round(elapsed_before + time.time() - start, 1), f"{lr:.3g}", acc["loss"] / n,
-                       acc["bpp"] / n, m, 10 * math.log10(1 / max(m, 1e-12)), acc["aux"] / n, "all"]
+                row = [
+                    step,
+                    round(elapsed_before + time.time() - start, 1),
+                    f"{lr:.3g}",
+                    acc["loss"] / n,
+                    acc["bpp"] / n,
+                    m,
+                    10 * math.log10(1 / max(m, 1e-12)),
+                    acc["aux"] / n,
+                    "all",
+                ]
                 writer.writerow(row)
                 fh.flush()
                 acc = {k: 0.0 for k in acc} | {"n": 0}
@@ -198,6 +207,15 @@ def _save(path: Path, model, opt, aux_opt, step: int, seconds: float) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "aux_opt": aux_opt.state_dict(),
-                "config": model.config.to_dict(), "step": step, "train_seconds": seconds}, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "aux_opt": aux_opt.state_dict(),
+            "config": model.config.to_dict(),
+            "step": step,
+            "train_seconds": seconds,
+        },
+        tmp,
+    )
     os.replace(tmp, path)

@@ -55,8 +55,9 @@ class OnnxAnalysis:
         if threads:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(Path(flight_dir) / self.manifest["analysis"]), opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(Path(flight_dir) / self.manifest["analysis"]), opts, providers=["CPUExecutionProvider"]
+        )
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y, z = self.session.run(["y", "z"], {"x": x})

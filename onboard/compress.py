@@ -53,8 +53,7 @@ def group_inputs(data: TileData, reader: SceneReader) -> list[np.ndarray]:
             band[~data.valid] = band[data.valid].mean() if data.valid.any() else 0.0
         unit[i] = np.nan_to_num(band, nan=0.0)
     unit = np.pad(unit, ((0, 0), (0, ph - tile.height), (0, pw - tile.width)), mode="edge")
-    return [unit[[b - 1 for b in g]] if len(g) == 3 else np.repeat(unit[[g[0] - 1]], 3, axis=0)
-            for g in reader.groups]
+    return [unit[[b - 1 for b in g]] if len(g) == 3 else np.repeat(unit[[g[0] - 1]], 3, axis=0) for g in reader.groups]
 
 
 def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int | None):
@@ -75,10 +74,20 @@ def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int
     raise InputError(f"unknown runtime {runtime!r}; use 'torch' or 'onnx'")
 
 
-def compress_scene(src: Path, dst: Path, model: str = zoo.DEFAULT_MODEL, quality: float = zoo.DEFAULT_QUALITY,
-                   tile_size: int = DEFAULT_TILE, bands: list[int] | None = None, band_groups: str | None = None,
-                   runtime: str = "torch", flight_dir: Path | None = None, threads: int | None = None,
-                   progress: Callable[[int, int], None] | None = None, engine=None) -> CompressReport:
+def compress_scene(
+    src: Path,
+    dst: Path,
+    model: str = zoo.DEFAULT_MODEL,
+    quality: float = zoo.DEFAULT_QUALITY,
+    tile_size: int = DEFAULT_TILE,
+    bands: list[int] | None = None,
+    band_groups: str | None = None,
+    runtime: str = "torch",
+    flight_dir: Path | None = None,
+    threads: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    engine=None,
+) -> CompressReport:
     """Compress ``src`` into ``dst``; ``dst`` appears only when the whole scene is written.
 
     ``engine`` is a preloaded ``load_runtime(...)`` result, for callers that code many scenes.
@@ -90,9 +99,13 @@ def compress_scene(src: Path, dst: Path, model: str = zoo.DEFAULT_MODEL, quality
             code = quality_code(quality, codec.levels)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        header = {"format": "fool", "scene": reader.profile_header(),
-                  "model": {"name": codec.name, "sha256": codec.weights_sha256, "id": codec.model_id},
-                  "quality": quality, "runtime": analysis.name}
+        header = {
+            "format": "fool",
+            "scene": reader.profile_header(),
+            "model": {"name": codec.name, "sha256": codec.weights_sha256, "id": codec.model_id},
+            "quality": quality,
+            "runtime": analysis.name,
+        }
         header["scene"] |= {"model_name": codec.name, "model_sha256": codec.weights_sha256}
         coded = skipped = 0
         t_an = t_ec = 0.0
@@ -110,8 +123,9 @@ def compress_scene(src: Path, dst: Path, model: str = zoo.DEFAULT_MODEL, quality
                     payload = pack_tile(parts, data.valid)
                     t_ec += time.perf_counter() - t1
                     t_an += t1 - t0
-                    out.add_tile(data.tile.row, data.tile.col, payload, code,
-                                 FLAG_MASK if data.valid is not None else 0)
+                    out.add_tile(
+                        data.tile.row, data.tile.col, payload, code, FLAG_MASK if data.valid is not None else 0
+                    )
                     coded += 1
                 if progress:
                     progress(i + 1, total)
@@ -119,5 +133,14 @@ def compress_scene(src: Path, dst: Path, model: str = zoo.DEFAULT_MODEL, quality
         payload_bytes = sum(e.length for e in out.entries)
         pixels = reader.ds.width * reader.ds.height
         nbands = len(reader.bands)
-    return CompressReport(Path(dst), size, pixels, nbands, coded, skipped, time.perf_counter() - start,
-                          {"analysis_s": t_an, "entropy_s": t_ec}, payload_bytes)
+    return CompressReport(
+        Path(dst),
+        size,
+        pixels,
+        nbands,
+        coded,
+        skipped,
+        time.perf_counter() - start,
+        {"analysis_s": t_an, "entropy_s": t_ec},
+        payload_bytes,
+    )

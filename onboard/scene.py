@@ -30,8 +30,9 @@ class TileData:
 class SceneReader:
     """Context manager around a rasterio dataset, with the plan for coding it."""
 
-    def __init__(self, path: Path, tile_size: int, bands: list[int] | None = None,
-                 band_groups: str | None = None) -> None:
+    def __init__(
+        self, path: Path, tile_size: int, bands: list[int] | None = None, band_groups: str | None = None
+    ) -> None:
         self.path = Path(path)
         if not self.path.exists():
             raise RasterReadError(f"{self.path}: no such file")
@@ -76,8 +77,9 @@ class SceneReader:
             self.mask_kind = "none"
         colorinterp = tuple(ds.colorinterp[b - 1].name for b in self.bands)
         k = len(self.bands)
-        self.groups = (bandlib.parse_groups(band_groups, k) if band_groups
-                       else bandlib.plan_groups(k, self.dtype, colorinterp))
+        self.groups = (
+            bandlib.parse_groups(band_groups, k) if band_groups else bandlib.plan_groups(k, self.dtype, colorinterp)
+        )
         self.colorinterp = list(colorinterp)
         self._scan_ranges()
 
@@ -145,12 +147,20 @@ class SceneReader:
     def profile_header(self) -> dict:
         ds = self.ds
         return {
-            "width": ds.width, "height": ds.height, "dtype": self.dtype, "bits": self.bits,
-            "ranges": [[r.lo, r.hi] for r in self.ranges], "groups": [list(g) for g in self.groups],
-            "nodata": self.nodata, "mask": self.mask_kind,
-            "crs_wkt": ds.crs.to_wkt() if ds.crs else None, "transform": list(ds.transform)[:6],
-            "descriptions": [ds.descriptions[b - 1] for b in self.bands], "colorinterp": self.colorinterp,
-            "source_bands": self.bands, "tile_size": self.grid.tile_size,
+            "width": ds.width,
+            "height": ds.height,
+            "dtype": self.dtype,
+            "bits": self.bits,
+            "ranges": [[r.lo, r.hi] for r in self.ranges],
+            "groups": [list(g) for g in self.groups],
+            "nodata": self.nodata,
+            "mask": self.mask_kind,
+            "crs_wkt": ds.crs.to_wkt() if ds.crs else None,
+            "transform": list(ds.transform)[:6],
+            "descriptions": [ds.descriptions[b - 1] for b in self.bands],
+            "colorinterp": self.colorinterp,
+            "source_bands": self.bands,
+            "tile_size": self.grid.tile_size,
         }
 
     def close(self) -> None:

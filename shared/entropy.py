@@ -53,8 +53,11 @@ class CdfTable:
         cdf, length, offset = self._lists
         enc = rans().RansEncoder()
         return enc.encode_with_indexes(
-            symbols.reshape(-1).astype(np.int32).tolist(), indexes.reshape(-1).astype(np.int32).tolist(),
-            cdf, length, offset,
+            symbols.reshape(-1).astype(np.int32).tolist(),
+            indexes.reshape(-1).astype(np.int32).tolist(),
+            cdf,
+            length,
+            offset,
         )
 
     def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
@@ -64,8 +67,10 @@ class CdfTable:
         # rANS reads ahead of where a damaged stream ends; zero padding keeps every read
         # inside our buffer (4 bytes per renormalisation, at most one per symbol).
         padded = data + bytes(4 * indexes.size + 64)
-        values = rans().RansDecoder().decode_with_indexes(
-            padded, indexes.reshape(-1).astype(np.int32).tolist(), cdf, length, offset
+        values = (
+            rans()
+            .RansDecoder()
+            .decode_with_indexes(padded, indexes.reshape(-1).astype(np.int32).tolist(), cdf, length, offset)
         )
         return np.asarray(values, dtype=np.int32).reshape(indexes.shape)
 

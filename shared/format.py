@@ -68,8 +68,9 @@ class ContainerWriter:
         return entry
 
     def close(self) -> int:
-        table = b"".join(ENTRY.pack(e.row, e.col, e.offset, e.length, e.crc32, e.quality, e.flags)
-                         for e in self.entries)
+        table = b"".join(
+            ENTRY.pack(e.row, e.col, e.offset, e.length, e.crc32, e.quality, e.flags) for e in self.entries
+        )
         table_offset = self._fh.tell()
         self._fh.write(table + FOOTER.pack(table_offset, len(self.entries), zlib.crc32(table), END_MAGIC))
         size = self._fh.tell()
@@ -129,8 +130,10 @@ class Container:
         if magic != MAGIC:
             raise ContainerError(f"{self.name} is not a .fool container (bad magic {magic!r})")
         if version != VERSION:
-            raise VersionError(f"{self.name} uses container version {version}; this decoder reads version "
-                               f"{VERSION}. Use a FOOL release that supports it.")
+            raise VersionError(
+                f"{self.name} uses container version {version}; this decoder reads version "
+                f"{VERSION}. Use a FOOL release that supports it."
+            )
         if head_len > MAX_HEADER:
             raise ContainerError(f"{self.name}: header length {head_len} is implausible")
         head = self._read(PREAMBLE.size, head_len)

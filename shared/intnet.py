@@ -99,6 +99,13 @@ def unpack(arrays) -> list[IntConv]:
     layers = []
     for i in range(int(arrays["hs_count"])):
         relu, shuffle = (int(v) for v in arrays[f"hs{i}_flags"])
-        layers.append(IntConv(arrays[f"hs{i}_w"].astype(np.float64), arrays[f"hs{i}_b"].astype(np.float64),
-                              arrays[f"hs{i}_shift"].astype(np.int64), bool(relu), shuffle))
+        layers.append(
+            IntConv(
+                arrays[f"hs{i}_w"].astype(np.float64),
+                arrays[f"hs{i}_b"].astype(np.float64),
+                arrays[f"hs{i}_shift"].astype(np.int64),
+                bool(relu),
+                shuffle,
+            )
+        )
     return layers

@@ -60,10 +60,15 @@ class LatentCodec:
             raise ModelError(f"cannot read model tables {path}: {exc}") from exc
         meta = json.loads(bytes(a["meta"]).decode())
         return cls(
-            name=meta["name"], weights_sha256=meta["weights_sha256"], config=meta["config"],
-            z_table=CdfTable(a["z_cdf"], a["z_len"], a["z_off"]), z_medians=a["z_medians"].astype(np.float32),
-            y_table=CdfTable(a["y_cdf"], a["y_len"], a["y_off"]), scale_table=a["scale_table"].astype(np.float64),
-            gains=a["gains"].astype(np.float64), inv_gains=a["inv_gains"].astype(np.float64),
+            name=meta["name"],
+            weights_sha256=meta["weights_sha256"],
+            config=meta["config"],
+            z_table=CdfTable(a["z_cdf"], a["z_len"], a["z_off"]),
+            z_medians=a["z_medians"].astype(np.float32),
+            y_table=CdfTable(a["y_cdf"], a["y_len"], a["y_off"]),
+            scale_table=a["scale_table"].astype(np.float64),
+            gains=a["gains"].astype(np.float64),
+            inv_gains=a["inv_gains"].astype(np.float64),
             hyper=intnet.unpack(a),
         )
 

@@ -68,16 +68,20 @@ class SceneHeader:
             ok = (
                 all(isinstance(v, int) and 0 < v <= MAX_SIDE for v in (h.width, h.height))
                 and h.dtype in SUPPORTED_DTYPES
-                and isinstance(h.tile_size, int) and ALIGN <= h.tile_size <= 8192 and h.tile_size % ALIGN == 0
+                and isinstance(h.tile_size, int)
+                and ALIGN <= h.tile_size <= 8192
+                and h.tile_size % ALIGN == 0
                 and 0 < h.count <= 4096
                 and all(len(r) == 2 and all(isinstance(v, int | float) for v in r) for r in h.ranges)
                 and len(h.bits) == len(h.descriptions) == len(h.source_bands) == h.count
                 and sorted(b for g in h.groups for b in g) == list(range(1, h.count + 1))
                 and all(len(g) in (1, 3) for g in h.groups)
                 and h.mask in MASK_KINDS
-                and len(h.transform) == 6 and all(isinstance(v, int | float) for v in h.transform)
+                and len(h.transform) == 6
+                and all(isinstance(v, int | float) for v in h.transform)
                 and (h.nodata is None or isinstance(h.nodata, int | float))
-                and isinstance(h.model_name, str) and isinstance(h.model_sha256, str)
+                and isinstance(h.model_name, str)
+                and isinstance(h.model_sha256, str)
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ContainerError(f"scene header is malformed ({exc.__class__.__name__}: {exc})") from None

@@ -22,9 +22,19 @@ def _texture(bands: int, height: int, width: int, seed: int) -> np.ndarray:
     return np.clip(base, 0, 1)
 
 
-def write(path: Path, dtype: str = "uint8", bands: int = 3, height: int = 150, width: int = 200, bits: int = 8,
-          nodata: float | None = None, nodata_corner: bool = False, crs: str | None = "EPSG:32633",
-          internal_mask: bool = False, seed: int = 0) -> Path:
+def write(
+    path: Path,
+    dtype: str = "uint8",
+    bands: int = 3,
+    height: int = 150,
+    width: int = 200,
+    bits: int = 8,
+    nodata: float | None = None,
+    nodata_corner: bool = False,
+    crs: str | None = "EPSG:32633",
+    internal_mask: bool = False,
+    seed: int = 0,
+) -> Path:
     unit = _texture(bands, height, width, seed)
     if dtype.startswith("float"):
         data = (unit * 1000 - 200).astype(dtype)
@@ -34,8 +44,15 @@ def write(path: Path, dtype: str = "uint8", bands: int = 3, height: int = 150, w
         data[data == nodata] = nodata + 1
     if nodata_corner:
         data[:, : height // 3, : width // 3] = nodata
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": bands, "dtype": dtype,
-               "transform": from_origin(600000, 4000000, 10.0, 10.0), "nodata": nodata}
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": bands,
+        "dtype": dtype,
+        "transform": from_origin(600000, 4000000, 10.0, 10.0),
+        "nodata": nodata,
+    }
     if crs:
         profile["crs"] = crs
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:

@@ -91,20 +91,23 @@ def bad_inputs(tmp_path, scenes):
     return tmp_path
 
 
-@pytest.mark.parametrize("args,message", [
-    (["compress", "empty.tif"], "empty"),
-    (["compress", "text.tif"], "not a raster"),
-    (["compress", "missing.tif"], "no such file"),
-    (["compress", "c64.tif"], "complex64"),
-    (["compress", "ok.tif", "--bands", "7"], "bands"),
-    (["compress", "ok.tif", "--tile-size", "100"], "multiple of 64"),
-    (["compress", "ok.tif", "-q", "12"], "quality"),
-    (["compress", "ok.tif", "--model", "nope"], "not found"),
-    (["compress", "ok.tif", "--band-groups", "1,2;3"], "1 or 3"),
-    (["decode", "text.tif"], "not a .fool"),
-    (["decode", "empty.tif"], "not a .fool"),
-    (["info", "missing.fool"], "cannot open"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["compress", "empty.tif"], "empty"),
+        (["compress", "text.tif"], "not a raster"),
+        (["compress", "missing.tif"], "no such file"),
+        (["compress", "c64.tif"], "complex64"),
+        (["compress", "ok.tif", "--bands", "7"], "bands"),
+        (["compress", "ok.tif", "--tile-size", "100"], "multiple of 64"),
+        (["compress", "ok.tif", "-q", "12"], "quality"),
+        (["compress", "ok.tif", "--model", "nope"], "not found"),
+        (["compress", "ok.tif", "--band-groups", "1,2;3"], "1 or 3"),
+        (["decode", "text.tif"], "not a .fool"),
+        (["decode", "empty.tif"], "not a .fool"),
+        (["info", "missing.fool"], "cannot open"),
+    ],
+)
 def test_bad_input_gives_clear_error_and_no_output(bad_inputs, monkeypatch, args, message):
     monkeypatch.chdir(bad_inputs)
     before = set(bad_inputs.iterdir())
@@ -131,6 +134,7 @@ def test_damaged_container_is_refused_without_output(scenes, tmp_path, damage):
         raw[at] = ord("0") if raw[at] != ord("0") else ord("1")
         import struct
         import zlib
+
         (hl,) = struct.unpack_from("<I", raw, 8)
         struct.pack_into("<I", raw, 12 + hl, zlib.crc32(bytes(raw[12 : 12 + hl])))
     fool.write_bytes(bytes(raw))

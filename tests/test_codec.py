@@ -80,7 +80,8 @@ def test_integer_hyper_synthesis_is_exact_under_threads_and_layout(codec):
     """Same integers whatever the BLAS blocking: batch vs single, shuffled batch order."""
     rng = np.random.default_rng(5)
     z = (np.rint(rng.normal(0, 3, (3, codec.z_medians.shape[0], 4, 5))) + codec.z_medians[:, None, None]).astype(
-        np.float32)
+        np.float32
+    )
     s_all, m_all = intnet.hyper_params(z, codec.hyper)
     for i in range(3):
         s_i, m_i = intnet.hyper_params(z[i : i + 1], codec.hyper)

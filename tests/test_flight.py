@@ -65,13 +65,19 @@ def _real_tiles(team_data, size=64):
     for src in sorted((team_data / "scenes" / "naip").glob("*.tif")):
         with rasterio.open(src) as ds:
             rgb = ds.read([1, 2, 3]).astype(np.float32) / 255
-        tiles += [rgb[:, y : y + size, x : x + size] for y in range(0, rgb.shape[1] - size + 1, size)
-                  for x in range(0, rgb.shape[2] - size + 1, size)]
+        tiles += [
+            rgb[:, y : y + size, x : x + size]
+            for y in range(0, rgb.shape[1] - size + 1, size)
+            for x in range(0, rgb.shape[2] - size + 1, size)
+        ]
     for rel, bits in (("worldview3/road_scene_pan.tif", 11), ("sentinel2_l1c_20m/B05.jp2", 12)):
         with rasterio.open(team_data / "scenes" / rel) as ds:
             pan = integer_range(bits).to_unit(ds.read(1))
-        tiles += [np.repeat(pan[None, y : y + size, x : x + size], 3, axis=0)
-                  for y in range(0, pan.shape[0] - size + 1, size) for x in range(0, pan.shape[1] - size + 1, size)]
+        tiles += [
+            np.repeat(pan[None, y : y + size, x : x + size], 3, axis=0)
+            for y in range(0, pan.shape[0] - size + 1, size)
+            for x in range(0, pan.shape[1] - size + 1, size)
+        ]
     return np.stack(tiles).astype(np.float32)
 
 
@@ -108,6 +114,7 @@ def test_determinism_across_threads_runtimes_and_ulp_noise(flight, team_data, mo
             bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
             if name == "ort1" and i % 4 == 0:  # ±1 ulp noise on a quarter of the tiles
                 for sign in (1.0, -1.0):
+
                     def noisy(zz, layers, s=sign):
                         a, b = real(zz, layers)
                         return np.nextafter(a, s * np.inf), np.nextafter(b, -s * np.inf)

@@ -10,8 +10,13 @@ from onboard.compress import compress_scene
 from shared.format import Container
 
 SCENES = [
-    "naip/m_4709963_se_14_1_20200831.tif", "landsat7/RGB.byte.tif", "landsat_composites/2020.tif",
-    "misc/RGBA.uint16.tif", "misc/rgb1.tif", "worldview3/pan_0p5m.tif", "worldview3/ms1.tif",
+    "naip/m_4709963_se_14_1_20200831.tif",
+    "landsat7/RGB.byte.tif",
+    "landsat_composites/2020.tif",
+    "misc/RGBA.uint16.tif",
+    "misc/rgb1.tif",
+    "worldview3/pan_0p5m.tif",
+    "worldview3/ms1.tif",
     "sentinel2_l1c_20m/B11.jp2",
 ]
 

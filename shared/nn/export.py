@@ -66,24 +66,45 @@ def export_flight(files: ModelFiles, out_dir: Path) -> dict:
     onnx_path = out_dir / "analysis.onnx"
     x = torch.zeros(1, model.config.channels, 128, 128)
     with torch.no_grad():
-        torch.onnx.export(graph, (x,), str(onnx_path), input_names=["x"], output_names=["y", "z"],
-                          dynamic_axes={"x": {0: "batch", 2: "height", 3: "width"},
-                                        "y": {0: "batch", 2: "lh", 3: "lw"}, "z": {0: "batch", 2: "zh", 3: "zw"}},
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(
+            graph,
+            (x,),
+            str(onnx_path),
+            input_names=["x"],
+            output_names=["y", "z"],
+            dynamic_axes={
+                "x": {0: "batch", 2: "height", 3: "width"},
+                "y": {0: "batch", 2: "lh", 3: "lw"},
+                "z": {0: "batch", 2: "zh", 3: "zw"},
+            },
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     proto = onnx.load(str(onnx_path))
     onnx.checker.check_model(proto, full_check=True)
     tables = out_dir / files.tables.name
     shutil.copyfile(files.tables, tables)
     codec = LatentCodec.load(tables)
     manifest = {
-        "model_id": codec.model_id, "model_name": codec.name, "weights_sha256": codec.weights_sha256,
-        "opset": OPSET, "analysis": onnx_path.name, "tables": tables.name,
+        "model_id": codec.model_id,
+        "model_name": codec.name,
+        "weights_sha256": codec.weights_sha256,
+        "opset": OPSET,
+        "analysis": onnx_path.name,
+        "tables": tables.name,
         "analysis_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
-        "input": {"name": "x", "layout": "NCHW", "dtype": "float32", "channels": model.config.channels,
-                  "multiple_of": 64, "range": [0.0, 1.0]},
+        "input": {
+            "name": "x",
+            "layout": "NCHW",
+            "dtype": "float32",
+            "channels": model.config.channels,
+            "multiple_of": 64,
+            "range": [0.0, 1.0],
+        },
         "outputs": {"y": "latent (N, M, H/16, W/16)", "z": "hyper-latent (N, Nz, H/64, W/64)"},
         "normalisation": "unsigned integers / (2**bits - 1); other dtypes (v - lo) / (hi - lo); "
-                         "band groups of 3, single bands repeated to 3 channels (see docs/format.md)",
+        "band groups of 3, single bands repeated to 3 channels (see docs/format.md)",
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

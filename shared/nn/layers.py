@@ -30,31 +30,35 @@ class SubpixelUp(nn.Sequential):
 
 def analysis(in_ch: int, n: int, m: int) -> nn.Sequential:
     """Onboard encoder: four stride-2 convolutions with GDN, 16x downsampling."""
-    return nn.Sequential(
-        conv(in_ch, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
-    )
+    return nn.Sequential(conv(in_ch, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
 
 
 def synthesis(out_ch: int, n: int, m: int) -> nn.Sequential:
     """Ground decoder: mirror of :func:`analysis`, may be wider because the ground has compute."""
     return nn.Sequential(
-        deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
-        deconv(n, n), GDN(n, inverse=True), deconv(n, out_ch),
+        deconv(m, n),
+        GDN(n, inverse=True),
+        deconv(n, n),
+        GDN(n, inverse=True),
+        deconv(n, n),
+        GDN(n, inverse=True),
+        deconv(n, out_ch),
     )
 
 
 def hyper_analysis(m: int, n: int, nz: int) -> nn.Sequential:
-    return nn.Sequential(
-        conv(m, n, 3, 1), nn.ReLU(inplace=True), conv(n, n), nn.ReLU(inplace=True), conv(n, nz)
-    )
+    return nn.Sequential(conv(m, n, 3, 1), nn.ReLU(inplace=True), conv(n, n), nn.ReLU(inplace=True), conv(n, nz))
 
 
 def hyper_synthesis(nz: int, n: int, m: int) -> nn.Sequential:
     """z_hat -> (scales, means) of y. Integer-friendly: conv, ReLU and pixel shuffle only."""
     return nn.Sequential(
-        nn.Conv2d(nz, n, 3, padding=1), nn.ReLU(inplace=True),
-        SubpixelUp(n, n), nn.ReLU(inplace=True),
-        SubpixelUp(n, n), nn.ReLU(inplace=True),
+        nn.Conv2d(nz, n, 3, padding=1),
+        nn.ReLU(inplace=True),
+        SubpixelUp(n, n),
+        nn.ReLU(inplace=True),
+        SubpixelUp(n, n),
+        nn.ReLU(inplace=True),
         nn.Conv2d(n, 2 * m, 3, padding=1),
     )
 

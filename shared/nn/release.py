@@ -52,10 +52,12 @@ def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None 
     meta |= extra_meta or {}
     arrays = {
         "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-        "z_cdf": eb._quantized_cdf.numpy().astype(np.int32), "z_len": eb._cdf_length.numpy().astype(np.int32),
+        "z_cdf": eb._quantized_cdf.numpy().astype(np.int32),
+        "z_len": eb._cdf_length.numpy().astype(np.int32),
         "z_off": eb._offset.numpy().astype(np.int32),
         "z_medians": eb._get_medians().detach().reshape(-1).numpy().astype(np.float32),
-        "y_cdf": gc._quantized_cdf.numpy().astype(np.int32), "y_len": gc._cdf_length.numpy().astype(np.int32),
+        "y_cdf": gc._quantized_cdf.numpy().astype(np.int32),
+        "y_len": gc._cdf_length.numpy().astype(np.int32),
         "y_off": gc._offset.numpy().astype(np.int32),
         "scale_table": gc.scale_table.numpy().astype(np.float64),
         "gains": torch.exp(model.log_gain.detach()).double().numpy(),
