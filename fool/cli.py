@@ -266,5 +266,17 @@ def export_onnx(model, out_dir) -> None:
     click.echo(f"exported {m['model_id']} (opset {m['opset']}) to {out_dir}")
 
 
+
+@main.command("plot-log")
+@click.argument("csv_path", type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("train_log.png"), show_default=True)
+def plot_log(csv_path, out) -> None:
+    """Plot a training run's CSV log (loss, bpp, PSNR against step)."""
+    from ground.train import plot_log as run
+
+    run(csv_path, out)
+    click.echo(f"wrote {out}")
+
+
 if __name__ == "__main__":
     main()

@@ -219,3 +219,27 @@ def _save(path: Path, model, opt, aux_opt, step: int, seconds: float) -> None:
         tmp,
     )
     os.replace(tmp, path)
+
+
+def plot_log(csv_path: Path, out: Path) -> None:
+    """Training curves (loss, bpp, PSNR against step) from a run's CSV."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise FoolError(f"{csv_path} has no logged steps yet")
+    step = [int(r["step"]) for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for ax, key in zip(axes, ("loss", "bpp", "psnr"), strict=True):
+        ax.plot(step, [float(r[key]) for r in rows], lw=0.8)
+        ax.set_xlabel("step")
+        ax.set_title(key + (" (mean over λ levels)" if key != "loss" else ""))
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -20,6 +20,7 @@ def load_checkpoint(path: Path) -> FoolCodec:
     model = FoolCodec(CodecConfig.from_dict(state["config"]))
     model.load_state_dict(state["model"], strict=False)
     model.eval()
+    model.trained = {"step": state.get("step"), "train_seconds": state.get("train_seconds")}
     return model
 
 
@@ -49,7 +50,11 @@ def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None 
     torch.save({"config": model.config.to_dict(), "model": state}, weights)
     eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     meta = {"name": name, "weights_sha256": file_sha256(weights), "config": model.config.to_dict()}
-    meta |= extra_meta or {}
+    meta |= getattr(model, "trained", {}) | (extra_meta or {})
+    meta["parameters"] = {
+        "onboard": sum(p.numel() for m in (model.g_a, model.h_a) for p in m.parameters()),
+        "total": sum(p.numel() for p in model.parameters()),
+    }
     arrays = {
         "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
         "z_cdf": eb._quantized_cdf.numpy().astype(np.int32),
