@@ -65,8 +65,9 @@ class CdfTable:
             raise ContainerError(f"entropy-coded stream of {len(data)} bytes is too short (truncated tile?)")
         cdf, length, offset = self._lists
         # rANS reads ahead of where a damaged stream ends; zero padding keeps every read
-        # inside our buffer (4 bytes per renormalisation, at most one per symbol).
-        padded = data + bytes(4 * indexes.size + 64)
+        # inside our buffer: at most one 4-byte renormalisation per symbol, and bypass
+        # (escape) runs end at the first zero nibble, so they cannot outrun the data + padding.
+        padded = data + bytes(4 * indexes.size + len(data) + 64)
         values = (
             rans()
             .RansDecoder()

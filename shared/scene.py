@@ -19,6 +19,8 @@ from shared.geometry import ALIGN, TileGrid
 
 MASK_KINDS = ("none", "nodata", "internal", "nan")
 MAX_SIDE = 1 << 24
+MAX_PIXELS = 1 << 36  # 262k x 262k: far beyond any capture, small enough to refuse absurd headers
+MAX_TILE_VALUES = 1 << 28  # bands x tile_size**2 decoded at once
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class SceneHeader:
                 and ALIGN <= h.tile_size <= 8192
                 and h.tile_size % ALIGN == 0
                 and 0 < h.count <= 4096
+                and h.width * h.height <= MAX_PIXELS
+                and h.count * h.tile_size**2 <= MAX_TILE_VALUES
                 and all(len(r) == 2 and all(isinstance(v, int | float) for v in r) for r in h.ranges)
                 and len(h.bits) == len(h.descriptions) == len(h.source_bands) == h.count
                 and sorted(b for g in h.groups for b in g) == list(range(1, h.count + 1))

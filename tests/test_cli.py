@@ -158,3 +158,31 @@ def test_help_is_fast_and_torch_free():
 
     code = "import sys; from fool.cli import main; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_hostile_payload_with_valid_crc_never_crashes(scenes, tmp_path):
+    """Bytes changed *and* CRCs fixed up (an adversary, not line noise): clean error or a decode."""
+    import random
+    import zlib
+
+    from shared.format import ENTRY, FOOTER
+
+    fool = tmp_path / "s.fool"
+    assert run("compress", scenes["rgb_uint8"], "-o", fool, "--tile-size", 64).exit_code == 0
+    clean = fool.read_bytes()
+    rng = random.Random(7)
+    for trial in range(12):
+        raw = bytearray(clean)
+        table_offset, count, _, end = FOOTER.unpack_from(raw, len(raw) - FOOTER.size)
+        i = rng.randrange(count)
+        row, col, off, length, _, q, flags = ENTRY.unpack_from(raw, table_offset + i * ENTRY.size)
+        for _ in range(rng.randint(1, 8)):
+            raw[off + rng.randrange(length)] = rng.randrange(256)
+        ENTRY.pack_into(raw, table_offset + i * ENTRY.size, row, col, off, length,
+                        zlib.crc32(bytes(raw[off : off + length])), q, flags)
+        table = bytes(raw[table_offset : table_offset + count * ENTRY.size])
+        FOOTER.pack_into(raw, len(raw) - FOOTER.size, table_offset, count, zlib.crc32(table), end)
+        fool.write_bytes(bytes(raw))
+        r = run("decode", fool, "-o", tmp_path / f"o{trial}.tif")
+        assert r.exit_code in (0, 1), r.output
+        assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
