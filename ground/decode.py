@@ -14,7 +14,7 @@ import numpy as np
 from shared.errors import ContainerError, FoolError, OutputError
 from shared.format import FLAG_MASK, Container, TileEntry
 from shared.geometry import Tile
-from shared.scene import SceneHeader, unpack_tile
+from shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
 
 
 @dataclass
@@ -129,7 +129,7 @@ def decode_container(
         tmp = dst.with_name(f".{dst.name}.partial.tif")
         failed: list[tuple[int, int]] = []
         try:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(tmp, "w", **output_profile(scene)) as out:
+            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **output_profile(scene)) as out:
                 interp = [
                     ColorInterp[c] if c in ColorInterp.__members__ else ColorInterp.undefined for c in scene.colorinterp
                 ]

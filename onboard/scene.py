@@ -18,6 +18,7 @@ from rasterio.enums import MaskFlags
 from shared import bands as bandlib
 from shared.errors import RasterReadError, UnsupportedRasterError
 from shared.geometry import Tile, TileGrid
+from shared.scene import GDAL_CACHE_MB
 
 
 @dataclass
@@ -40,14 +41,19 @@ class SceneReader:
             raise RasterReadError(f"{self.path} is a directory, not a raster")
         if self.path.stat().st_size == 0:
             raise RasterReadError(f"{self.path} is empty (0 bytes)")
+        # GDAL's block cache defaults to 5 % of RAM and would grow to that over a large scene;
+        # one row of tiles is all the tiler ever revisits.
+        self._env = rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+        self._env.__enter__()
         try:
             self.ds = rasterio.open(self.path)
         except rasterio.errors.RasterioIOError as exc:
+            self._env.__exit__(None, None, None)
             raise RasterReadError(f"{self.path} is not a raster rasterio can open: {exc}") from None
         try:
             self._plan(tile_size, bands, band_groups)
         except Exception:
-            self.ds.close()
+            self.close()
             raise
 
     def _plan(self, tile_size: int, bands: list[int] | None, band_groups: str | None) -> None:
@@ -165,6 +171,7 @@ class SceneReader:
 
     def close(self) -> None:
         self.ds.close()
+        self._env.__exit__(None, None, None)
 
     def __enter__(self) -> SceneReader:
         return self

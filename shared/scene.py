@@ -17,6 +17,9 @@ from shared.bands import SUPPORTED_DTYPES, BandRange
 from shared.errors import ContainerError
 from shared.geometry import ALIGN, TileGrid
 
+#: GDAL block cache for tiling and decoding (GDAL's default, 5 % of RAM, grows with the scene;
+#: one row of tiles is all either side revisits).
+GDAL_CACHE_MB = 256
 MASK_KINDS = ("none", "nodata", "internal", "nan")
 MAX_SIDE = 1 << 24
 MAX_PIXELS = 1 << 36  # 262k x 262k: far beyond any capture, small enough to refuse absurd headers
