@@ -17,13 +17,20 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {
-    "ucmerced_dev": ("UC Merced `dev` (210 RGB 256×256, uint8)",
-                     "fool eval ../shared/data/ucmerced/dev -o bench/results/rd_ucmerced_dev.json"),
-    "naip": ("NAIP `m_4709963_se_14_1_20200831.tif` (934×723, 4-band uint8)",
-             "fool eval ../shared/data/scenes/naip/m_4709963_se_14_1_20200831.tif -o bench/results/rd_naip.json"),
-    "uint16": ("WorldView-3 `pan_0p5m.tif` (11-bit) + Sentinel-2 `B11.jp2`, `B12.jp2` (12-bit), 1 band uint16",
-               "fool eval ../shared/data/scenes/worldview3/pan_0p5m.tif ../shared/data/scenes/sentinel2_l1c_20m/B11.jp2 "
-               "../shared/data/scenes/sentinel2_l1c_20m/B12.jp2 -o bench/results/rd_uint16.json"),
+    "ucmerced_dev": (
+        "UC Merced `dev` (210 RGB 256×256, uint8)",
+        "fool eval ../shared/data/ucmerced/dev -o bench/results/rd_ucmerced_dev.json",
+    ),
+    "naip": (
+        "NAIP `m_4709963_se_14_1_20200831.tif` (934×723, 4-band uint8)",
+        "fool eval ../shared/data/scenes/naip/m_4709963_se_14_1_20200831.tif -o bench/results/rd_naip.json",
+    ),
+    "uint16": (
+        "WorldView-3 `pan_0p5m.tif` (11-bit) + Sentinel-2 `B11.jp2`, `B12.jp2` (12-bit), 1 band uint16",
+        "fool eval ../shared/data/scenes/worldview3/pan_0p5m.tif "
+        "../shared/data/scenes/sentinel2_l1c_20m/B11.jp2 ../shared/data/scenes/sentinel2_l1c_20m/B12.jp2 "
+        "-o bench/results/rd_uint16.json",
+    ),
 }
 
 
@@ -36,22 +43,37 @@ def section(key: str, title: str, cmd: str, model: str) -> list[str]:
     if not path.exists():
         return [f"### {title}", "", f"Not measured yet: `{cmd}`", ""]
     s = json.loads(path.read_text())
-    out = [f"### {title}", "", f"`{cmd}` ({s['images']} images/scenes)", "",
-           "| codec | " + " | ".join(f"pt {i + 1}" for i in range(8)) + " |", "|---|" + "---|" * 8]
+    out = [
+        f"### {title}",
+        "",
+        f"`{cmd}` ({s['images']} images/scenes)",
+        "",
+        "| codec | " + " | ".join(f"pt {i + 1}" for i in range(8)) + " |",
+        "|---|" + "---|" * 8,
+    ]
     for name, c in s["curves"].items():
         cells = [f"{b:.3f} / {p:.2f}" for b, p in zip(c["bpp"], c["psnr"], strict=True)]
         out.append(f"| {name} (bpp / dB) | " + " | ".join(cells) + " |")
-    out += ["", "| comparison | BD-rate (PSNR) | at default quality 4: our bpp, dB, ΔPSNR vs the codec at our rate |",
-            "|---|---|---|"]
+    out += [
+        "",
+        "| comparison | BD-rate (PSNR) | at default quality 4: our bpp, dB, ΔPSNR vs the codec at our rate |",
+        "|---|---|---|",
+    ]
     for k, v in s["bd_rate"].items():
         d = s["at_default_quality"].get(k, {})
-        at = (f"{d['bpp']:.3f} bpp, {d['psnr']:.2f} dB, {d['delta_psnr_db']:+.2f} dB ({d['images']} images)"
-              if d.get("delta_psnr_db") is not None else "outside the codec's measured range")
+        at = (
+            f"{d['bpp']:.3f} bpp, {d['psnr']:.2f} dB, {d['delta_psnr_db']:+.2f} dB ({d['images']} images)"
+            if d.get("delta_psnr_db") is not None
+            else "outside the codec's measured range"
+        )
         out.append(f"| {k} | {fmt(v['psnr'])} | {at} |")
     sp = s["speed"].get(model)
     if sp:
-        out += ["", f"Speed in this benchmark (whole pipeline incl. GeoTIFF I/O, 2 cores): encode "
-                    f"{sp['encode_mp_s']:.2f} MP/s, decode {sp['decode_mp_s']:.2f} MP/s."]
+        out += [
+            "",
+            f"Speed in this benchmark (whole pipeline incl. GeoTIFF I/O, 2 cores): encode "
+            f"{sp['encode_mp_s']:.2f} MP/s, decode {sp['decode_mp_s']:.2f} MP/s.",
+        ]
     return out + [""]
 
 
@@ -65,8 +87,10 @@ def main() -> None:
     last = list(csv.DictReader(open(log)))[-1] if log.exists() else {}
     c = meta["config"]
     lines = [
-        f"# Model card: {args.model}", "",
-        f"- **id**: `{args.model}@{meta['weights_sha256'][:16]}` (SHA-256 of `{args.model}.pt`: `{meta['weights_sha256']}`)",
+        f"# Model card: {args.model}",
+        "",
+        f"- **id**: `{args.model}@{meta['weights_sha256'][:16]}` "
+        f"(SHA-256 of `{args.model}.pt`: `{meta['weights_sha256']}`)",
         f"- **architecture**: mean-scale hyperprior, analysis N={c['n_enc']} M={c['m']} (GDN, 4× stride-2 5×5), "
         f"hyper-latent {c['nz']} ch, synthesis N={c['n_dec']}; integer hyper-synthesis (12-bit weights, 8 fractional "
         f"bits); {len(c['lambdas'])} gain-vector rate levels",
@@ -81,11 +105,14 @@ def main() -> None:
         "(WorldView-3 pan 11-bit, Sentinel-2 12-bit, NIR, float bands scaled by range). One model for all inputs.",
         "- **rate**: bits counted are the codestream (tile payloads, without the container's ~1–2 kB header and "
         "27 B/tile table), as the JPEG 2000 numbers count raw J2K codestreams.",
-        "", "## Rate–distortion", "",
+        "",
+        "## Rate–distortion",
+        "",
         "PSNR uses the peak of the real bit depth (255, 2047, 4095); points are means over images per setting "
         "(ours: quality 1…8; JPEG 2000: OpenJPEG PSNR targets 24…46 dB; JPEG XL: distance 8…0.3; WebP/JPEG: "
         "quality 10…97). BD-rate is Bjøntegaard over the overlapping PSNR range; negative = fewer bits than the "
-        "reference.", "",
+        "reference.",
+        "",
     ]
     for key, (title, cmd) in SETS.items():
         lines += section(key, title, cmd, args.model)

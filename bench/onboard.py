@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,9 +37,19 @@ def build_scene(path: Path, size: int, bands: int) -> Path:
     tile = np.concatenate([patch, patch[:, :, ::-1]], axis=2)
     tile = np.concatenate([tile, tile[:, ::-1]], axis=1)  # mirrored: seamless, real texture
     th, tw = tile.shape[1:]
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": bands, "dtype": dtype, "tiled": True,
-               "blockxsize": 512, "blockysize": 512, "crs": "EPSG:32614", "BIGTIFF": "YES",
-               "transform": from_origin(500000, 5000000, 1.0, 1.0)}
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": bands,
+        "dtype": dtype,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "crs": "EPSG:32614",
+        "BIGTIFF": "YES",
+        "transform": from_origin(500000, 5000000, 1.0, 1.0),
+    }
     with rasterio.open(path, "w", **profile) as dst:
         for y in range(0, size, 512):
             for x in range(0, size, 512):
@@ -63,8 +72,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         tmp = Path(tmp)
         scene = build_scene(tmp / "scene.tif", args.size, args.bands)
-        cmd = [sys.executable, "-m", "fool.cli", "compress", str(scene), "-o", str(tmp / "scene.fool"),
-               "-q", str(args.quality), "--runtime", args.runtime, "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "fool.cli",
+            "compress",
+            str(scene),
+            "-o",
+            str(tmp / "scene.fool"),
+            "-q",
+            str(args.quality),
+            "--runtime",
+            args.runtime,
+            "--threads",
+            str(args.threads),
+        ]
         if args.runtime == "onnx":
             subprocess.run([sys.executable, "-m", "fool.cli", "export-onnx", "-o", str(tmp / "flight")], check=True)
             cmd += ["--flight", str(tmp / "flight")]
@@ -79,10 +101,20 @@ def main() -> None:
         rss_mb = usage.ru_maxrss / 1024
         size = (tmp / "scene.fool").stat().st_size
     mp = args.size**2 / 1e6
-    result = {"size": args.size, "bands": args.bands, "runtime": args.runtime, "threads": args.threads,
-              "quality": args.quality, "megapixels": mp, "wall_s": round(wall, 2), "mp_per_s": round(mp / wall, 3),
-              "peak_rss_mb": round(rss_mb, 1), "bpp": round(8 * size / args.size**2, 4),
-              "fool_output": stdout.strip(), "cpu_count": os.cpu_count()}
+    result = {
+        "size": args.size,
+        "bands": args.bands,
+        "runtime": args.runtime,
+        "threads": args.threads,
+        "quality": args.quality,
+        "megapixels": mp,
+        "wall_s": round(wall, 2),
+        "mp_per_s": round(mp / wall, 3),
+        "peak_rss_mb": round(rss_mb, 1),
+        "bpp": round(8 * size / args.size**2, 4),
+        "fool_output": stdout.strip(),
+        "cpu_count": os.cpu_count(),
+    }
     print(json.dumps(result, indent=2))
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)

@@ -266,7 +266,6 @@ def export_onnx(model, out_dir) -> None:
     click.echo(f"exported {m['model_id']} (opset {m['opset']}) to {out_dir}")
 
 
-
 @main.command("plot-log")
 @click.argument("csv_path", type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("train_log.png"), show_default=True)

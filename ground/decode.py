@@ -129,7 +129,8 @@ def decode_container(
         tmp = dst.with_name(f".{dst.name}.partial.tif")
         failed: list[tuple[int, int]] = []
         try:
-            with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(tmp, "w", **output_profile(scene)) as out:
+            env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB)
+            with env, rasterio.open(tmp, "w", **output_profile(scene)) as out:
                 interp = [
                     ColorInterp[c] if c in ColorInterp.__members__ else ColorInterp.undefined for c in scene.colorinterp
                 ]

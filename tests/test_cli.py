@@ -178,8 +178,17 @@ def test_hostile_payload_with_valid_crc_never_crashes(scenes, tmp_path):
         row, col, off, length, _, q, flags = ENTRY.unpack_from(raw, table_offset + i * ENTRY.size)
         for _ in range(rng.randint(1, 8)):
             raw[off + rng.randrange(length)] = rng.randrange(256)
-        ENTRY.pack_into(raw, table_offset + i * ENTRY.size, row, col, off, length,
-                        zlib.crc32(bytes(raw[off : off + length])), q, flags)
+        ENTRY.pack_into(
+            raw,
+            table_offset + i * ENTRY.size,
+            row,
+            col,
+            off,
+            length,
+            zlib.crc32(bytes(raw[off : off + length])),
+            q,
+            flags,
+        )
         table = bytes(raw[table_offset : table_offset + count * ENTRY.size])
         FOOTER.pack_into(raw, len(raw) - FOOTER.size, table_offset, count, zlib.crc32(table), end)
         fool.write_bytes(bytes(raw))
