@@ -320,4 +320,4 @@ def table(summary: dict) -> str:
 
 
 def save(summary: dict, path: Path) -> None:
-    path.write_text(json.dumps(summary, indent=1))
+    path.write_text(json.dumps(summary, separators=(",", ":")))

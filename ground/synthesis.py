@@ -13,7 +13,7 @@ class TorchSynthesis:
     def __init__(self, name: str, sha256: str, threads: int | None = None) -> None:
         import torch
 
-        from shared.nn.codec import CodecConfig, FoolCodec
+        from shared.nn.codec import FoolCodec
 
         files = find(name)
         self.codec = LatentCodec.load(files.tables)
@@ -24,10 +24,7 @@ class TorchSynthesis:
             )
         if not files.weights.exists() or file_sha256(files.weights) != sha256:
             raise ModelError(f"weights {files.weights} are missing or do not match their tables ({sha256[:16]})")
-        state = torch.load(files.weights, map_location="cpu", weights_only=False)
-        self.model = FoolCodec(CodecConfig.from_dict(state["config"]))
-        self.model.load_state_dict(state["model"], strict=False)
-        self.model.eval()
+        self.model = FoolCodec.load(files.weights)
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch

@@ -21,14 +21,11 @@ class TorchAnalysis:
     def __init__(self, files: ModelFiles, threads: int | None = None) -> None:
         import torch
 
-        from shared.nn.codec import CodecConfig, FoolCodec
+        from shared.nn.codec import FoolCodec
 
         if not files.weights.exists():
             raise ModelError(f"weights {files.weights} missing; the torch runtime needs them")
-        state = torch.load(files.weights, map_location="cpu", weights_only=False)
-        self.model = FoolCodec(CodecConfig.from_dict(state["config"]))
-        self.model.load_state_dict(state["model"], strict=False)
-        self.model.eval()
+        self.model = FoolCodec.load(files.weights)
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch

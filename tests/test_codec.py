@@ -92,12 +92,10 @@ def test_integer_hyper_synthesis_is_exact_under_threads_and_layout(codec):
 
 def test_integer_hyper_synthesis_tracks_float_network():
     torch = pytest.importorskip("torch")
-    from shared.nn.codec import CodecConfig, FoolCodec
+    from shared.nn.codec import FoolCodec
 
     files = find()
-    state = torch.load(files.weights, map_location="cpu", weights_only=False)
-    model = FoolCodec(CodecConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"], strict=False)
+    model = FoolCodec.load(files.weights)
     codec = LatentCodec.load(files.tables)
     z = torch.round(torch.randn(1, model.config.nz, 4, 4) * 2) + torch.from_numpy(codec.z_medians)[None, :, None, None]
     with torch.no_grad():
@@ -110,12 +108,10 @@ def test_integer_hyper_synthesis_tracks_float_network():
 def test_forward_matches_compress_path():
     """The training forward pass and the bitstream path reconstruct the same latents."""
     torch = pytest.importorskip("torch")
-    from shared.nn.codec import CodecConfig, FoolCodec
+    from shared.nn.codec import FoolCodec
 
     files = find()
-    state = torch.load(files.weights, map_location="cpu", weights_only=False)
-    model = FoolCodec(CodecConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"], strict=False)
+    model = FoolCodec.load(files.weights)
     model.eval()
     codec = LatentCodec.load(files.tables)
     x = torch.rand(1, 3, 128, 128)

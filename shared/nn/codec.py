@@ -70,6 +70,15 @@ class FoolCodec(nn.Module):
         self.gaussian_conditional = GaussianConditional(None)
         self.register_buffer("scale_table", _scale_table(), persistent=False)
 
+    @classmethod
+    def load(cls, path) -> FoolCodec:
+        """A model from a shipped weights file or a training checkpoint, in eval mode."""
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model = cls(CodecConfig.from_dict(state["config"]))
+        model.load_state_dict(state["model"], strict=False)  # CDF tables live in the .npz
+        model.trained = {"step": state.get("step"), "train_seconds": state.get("train_seconds")}
+        return model.eval()
+
     @property
     def levels(self) -> int:
         return len(self.config.lambdas)

@@ -55,12 +55,9 @@ def export_flight(files: ModelFiles, out_dir: Path) -> dict:
     """Write ``analysis.onnx``, the model's tables and ``manifest.json`` into ``out_dir``."""
     import onnx
 
-    from shared.nn.codec import CodecConfig, FoolCodec
+    from shared.nn.codec import FoolCodec
 
-    state = torch.load(files.weights, map_location="cpu", weights_only=False)
-    model = FoolCodec(CodecConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"], strict=False)
-    model.eval()
+    model = FoolCodec.load(files.weights)
     graph = OnboardGraph(model).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "analysis.onnx"

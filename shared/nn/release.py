@@ -11,17 +11,12 @@ import torch
 
 from shared import intnet
 from shared.latent_codec import LatentCodec, file_sha256
-from shared.nn.codec import CodecConfig, FoolCodec
+from shared.nn.codec import FoolCodec
 from shared.nn.layers import SubpixelUp
 
 
 def load_checkpoint(path: Path) -> FoolCodec:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model = FoolCodec(CodecConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"], strict=False)
-    model.eval()
-    model.trained = {"step": state.get("step"), "train_seconds": state.get("train_seconds")}
-    return model
+    return FoolCodec.load(path)
 
 
 def quantise_hyper_synthesis(model: FoolCodec) -> list[intnet.IntConv]:
