@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Release the newest checkpoint and regenerate every number of the model card.
+#   bash bench/evaluate_release.sh [runs/fool-m] [../shared/data]
+set -euo pipefail
+RUN=${1:-runs/fool-m}
+DATA=${2:-../shared/data}
+mkdir -p bench/results
+fool release "$RUN/checkpoint.pt" --name fool-m
+cp "$RUN/train_log.csv" models/fool-m.train_log.csv
+fool plot-log models/fool-m.train_log.csv -o models/fool-m.train_log.png
+fool eval "$DATA/ucmerced/dev" -o bench/results/rd_ucmerced_dev.json &
+fool eval "$DATA/scenes/naip/m_4709963_se_14_1_20200831.tif" -o bench/results/rd_naip.json
+fool eval "$DATA/scenes/worldview3/pan_0p5m.tif" "$DATA/scenes/sentinel2_l1c_20m/B11.jp2" \
+  "$DATA/scenes/sentinel2_l1c_20m/B12.jp2" -o bench/results/rd_uint16.json
+wait
+python bench/model_card.py --model fool-m
