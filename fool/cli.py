@@ -22,6 +22,9 @@ class FoolGroup(click.Group):
         except FoolError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(1)
+        except OSError as exc:  # disk full, permissions, output path is a directory, ...
+            click.echo(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=FoolGroup)

@@ -144,8 +144,11 @@ class SceneReader:
     def tiles(self) -> Iterator[TileData]:
         for tile in self.grid:
             window = tile.window()
-            values = self.ds.read(self.bands, window=window)
-            valid = self._valid(values, window)
+            try:
+                values = self.ds.read(self.bands, window=window)
+                valid = self._valid(values, window)
+            except rasterio.errors.RasterioError as exc:
+                raise RasterReadError(f"{self.path}: cannot read tile ({tile.row}, {tile.col}): {exc}") from None
             if valid is not None and valid.all():
                 valid = None
             yield TileData(tile, values, valid)

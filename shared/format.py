@@ -79,7 +79,8 @@ class ContainerWriter:
         return size
 
     def abort(self) -> None:
-        self._fh.close()
+        if not self._fh.closed:
+            self._fh.close()
         self.tmp.unlink(missing_ok=True)
 
 
@@ -92,7 +93,11 @@ def write_container(path: Path, header: dict) -> Iterator[ContainerWriter]:
     except BaseException:
         writer.abort()
         raise
-    writer.close()
+    try:
+        writer.close()
+    except OSError as exc:
+        writer.abort()
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 class Container:

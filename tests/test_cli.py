@@ -195,3 +195,10 @@ def test_hostile_payload_with_valid_crc_never_crashes(scenes, tmp_path):
         r = run("decode", fool, "-o", tmp_path / f"o{trial}.tif")
         assert r.exit_code in (0, 1), r.output
         assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+
+
+def test_output_path_that_is_a_directory(scenes, tmp_path):
+    (tmp_path / "out.fool").mkdir()
+    r = run("compress", scenes["rgb_uint8"], "-o", tmp_path / "out.fool")
+    assert r.exit_code == 1 and "Error" in r.output and "Traceback" not in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fool"]
