@@ -121,6 +121,8 @@ def decode_container(
 
     start = time.perf_counter()
     dst = Path(dst)
+    if dst.exists() and dst.resolve() == Path(src).resolve():
+        raise OutputError(f"output {dst} is the input container; choose another -o")
     with Container.open(src) as container:
         scene = read_header(container)
         _check_entries(container.tiles, scene)

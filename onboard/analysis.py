@@ -46,7 +46,10 @@ class OnnxAnalysis:
 
         manifest_path = Path(flight_dir) / "manifest.json"
         if not manifest_path.exists():
-            raise ModelError(f"{flight_dir} is not a flight export (no manifest.json); run `fool export-onnx`")
+            raise ModelError(
+                f"no flight export at {flight_dir} (no manifest.json); run `fool export-onnx -o DIR` "
+                "and pass --flight DIR"
+            )
         self.manifest = json.loads(manifest_path.read_text())
         opts = ort.SessionOptions()
         if threads:

@@ -93,6 +93,8 @@ def compress_scene(
     ``engine`` is a preloaded ``load_runtime(...)`` result, for callers that code many scenes.
     """
     start = time.perf_counter()
+    if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
+        raise InputError(f"output {dst} is the input scene; choose another -o")
     with SceneReader(src, tile_size, bands, band_groups) as reader:
         analysis, codec = engine or load_runtime(runtime, model, flight_dir, threads)
         try:

@@ -202,3 +202,16 @@ def test_output_path_that_is_a_directory(scenes, tmp_path):
     r = run("compress", scenes["rgb_uint8"], "-o", tmp_path / "out.fool")
     assert r.exit_code == 1 and "Error" in r.output and "Traceback" not in r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.fool"]
+
+
+def test_default_names_never_overwrite_the_source(scenes, tmp_path):
+    import shutil
+
+    src = tmp_path / "scene.tif"
+    shutil.copy(scenes["rgb_uint8"], src)
+    before = src.read_bytes()
+    assert run("compress", src).exit_code == 0
+    assert run("decode", tmp_path / "scene.fool").exit_code == 0
+    assert src.read_bytes() == before and (tmp_path / "scene.decoded.tif").exists()
+    r = run("compress", src, "-o", src)
+    assert r.exit_code == 1 and "is the input" in r.output and src.read_bytes() == before
