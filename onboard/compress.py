@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,27 +112,46 @@ def compress_scene(
         }
         header["scene"] |= {"model_name": codec.name, "model_sha256": codec.weights_sha256}
         coded = skipped = 0
-        t_an = t_ec = 0.0
+        timings = {"analysis_s": 0.0, "entropy_s": 0.0}
         total = len(reader.grid)
-        with write_container(Path(dst), header) as out:
-            for i, data in enumerate(reader.tiles()):
-                if data.valid is not None and not data.valid.any():
+
+        def analyse(data: TileData):
+            """Worker thread: the runtime releases the GIL, so the next tile's analysis
+            overlaps this tile's (partly single-threaded) entropy coding and container writing."""
+            if data.valid is not None and not data.valid.any():
+                return data, None
+            t0 = time.perf_counter()
+            latents = analysis(np.stack(group_inputs(data, reader)))
+            timings["analysis_s"] += time.perf_counter() - t0
+            return data, latents
+
+        with write_container(Path(dst), header) as out, ThreadPoolExecutor(1) as pool:
+            pending: deque = deque()
+            done = 0
+
+            def finish(data: TileData, latents) -> None:
+                nonlocal coded, skipped, done
+                if latents is None:
                     skipped += 1
                 else:
-                    t0 = time.perf_counter()
-                    x = np.stack(group_inputs(data, reader))
-                    y, z = analysis(x)
                     t1 = time.perf_counter()
+                    y, z = latents
                     parts = [codec.encode(y[g], z[g], code) for g in range(len(reader.groups))]
                     payload = pack_tile(parts, data.valid)
-                    t_ec += time.perf_counter() - t1
-                    t_an += t1 - t0
-                    out.add_tile(
-                        data.tile.row, data.tile.col, payload, code, FLAG_MASK if data.valid is not None else 0
-                    )
+                    timings["entropy_s"] += time.perf_counter() - t1
+                    flags = FLAG_MASK if data.valid is not None else 0
+                    out.add_tile(data.tile.row, data.tile.col, payload, code, flags)
                     coded += 1
+                done += 1
                 if progress:
-                    progress(i + 1, total)
+                    progress(done, total)
+
+            for data in reader.tiles():
+                pending.append(pool.submit(analyse, data))
+                if len(pending) > 1:  # at most two tiles in flight: memory stays flat
+                    finish(*pending.popleft().result())
+            while pending:
+                finish(*pending.popleft().result())
         size = Path(dst).stat().st_size
         payload_bytes = sum(e.length for e in out.entries)
         pixels = reader.ds.width * reader.ds.height
@@ -143,6 +164,6 @@ def compress_scene(
         coded,
         skipped,
         time.perf_counter() - start,
-        {"analysis_s": t_an, "entropy_s": t_ec},
+        timings,
         payload_bytes,
     )
