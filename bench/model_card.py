@@ -67,6 +67,20 @@ def section(key: str, title: str, cmd: str, model: str) -> list[str]:
             else "outside the codec's measured range"
         )
         out.append(f"| {k} | {fmt(v['psnr'])} | {at} |")
+    matched = s.get("matched", {})
+    if matched:
+        qs = sorted({q for v in matched.values() for q in v}, key=float)
+        out += [
+            "",
+            "ΔPSNR at matched rate, per image then averaged (our PSNR minus the codec's, interpolated in "
+            "log-rate on that image's curve), by our quality:",
+            "",
+            "| comparison | " + " | ".join(f"q{float(q):g}" for q in qs) + " |",
+            "|---|" + "---|" * len(qs),
+        ]
+        for k, v in matched.items():
+            cells = [fmt(v[q]["delta_psnr_db"], "+.2f", " dB") if v[q]["images"] else "out of range" for q in qs]
+            out.append(f"| {k} | " + " | ".join(cells) + " |")
     sp = s["speed"].get(model)
     if sp:
         out += [

@@ -271,6 +271,9 @@ def evaluate(
             rr, pr, mr = (np.array(curves[ref][k]) for k in ("bpp", "psnr", "msssim"))
             summary["bd_rate"][f"{m} vs {ref}"] = {"psnr": bd_rate(rr, pr, rm, pm), "msssim": bd_rate(rr, mr, rm, mm)}
             summary["at_default_quality"][f"{m} vs {ref}"] = matched_psnr(points, ref, m, default_quality)
+            summary.setdefault("matched", {})[f"{m} vs {ref}"] = {
+                str(q): matched_psnr(points, ref, m, q) for q in qualities
+            }
     for c in curves:
         pts = [p for p in points if p.codec == c]
         px = sum(p.pixels for p in pts)
