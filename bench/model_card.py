@@ -56,7 +56,8 @@ def section(key: str, title: str, cmd: str, model: str) -> list[str]:
         out.append(f"| {name} (bpp / dB) | " + " | ".join(cells) + " |")
     out += [
         "",
-        "| comparison | BD-rate (PSNR) | at default quality 4: our bpp, dB, ΔPSNR vs the codec at our rate |",
+        f"| comparison | BD-rate (PSNR) | at default quality {s.get('default_quality', 4):g}: our bpp, dB, "
+        "ΔPSNR vs the codec at our rate |",
         "|---|---|---|",
     ]
     for k, v in s["bd_rate"].items():

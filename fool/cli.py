@@ -104,7 +104,7 @@ def _bands(text: str | None) -> list[int] | None:
     "--quality",
     type=float,
     default=None,
-    help="Rate on a 1 (fewest bits) .. 8 (best) scale; fractions allowed. [default: 4]",
+    help="Rate on a 1 (fewest bits) .. 8 (best) scale; fractions allowed. [default: see `fool info`/README]",
 )
 @click.option("--model", default=None, help="Shipped model name. [default: fool-m]")
 @click.option("--tile-size", default=512, show_default=True, help="Tile side in pixels (multiple of 64).")
@@ -203,7 +203,7 @@ def release(checkpoint, name, out_dir) -> None:
 
 @main.command()
 @click.argument("scene", required=False, type=click.Path(path_type=Path))
-@click.option("-q", "--quality", type=float, default=None, help="1..8 [default: 4]")
+@click.option("-q", "--quality", type=float, default=None, help="1..8 [default: the model default]")
 @click.option("--model", default=None)
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
 @click.option("--workdir", type=click.Path(path_type=Path), help="Keep the container and decoded scene here.")

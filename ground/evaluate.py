@@ -225,15 +225,16 @@ def evaluate(
     codecs: list[str],
     qualities=OURS_QUALITIES,
     limit: int | None = None,
-    default_quality: float = 4.0,
+    default_quality: float | None = None,
     tile_size: int = 512,
     with_msssim: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
     from ground.synthesis import TorchSynthesis
     from onboard.compress import load_runtime
-    from shared.zoo import find
+    from shared.zoo import DEFAULT_QUALITY, find
 
+    default_quality = DEFAULT_QUALITY if default_quality is None else default_quality
     files = find_inputs(inputs, limit)
     MSSSIM["enabled"] = with_msssim
     qualities = sorted(set(qualities) | {default_quality})
@@ -256,6 +257,7 @@ def evaluate(
         for c in list(models) + [c for c in codecs if any(p.codec == c for p in points)]
     }
     summary: dict = {
+        "default_quality": default_quality,
         "images": len(files),
         "inputs": [str(p) for p in inputs],
         "curves": curves,
