@@ -9,8 +9,9 @@ from pathlib import Path
 from shared.errors import ModelError
 
 DEFAULT_MODEL = "fool-m"
-#: Default quality on the 1..8 scale: about 0.5 bpp on aerial RGB (see models/README.md).
-DEFAULT_QUALITY = 4.0
+#: Default quality on the 1..8 scale: ~0.7 bpp on aerial RGB (0.23 per band, ~35:1), the mid-rate
+#: where fool-m is closest to JPEG 2000 (it loses more at high rates; see models/README.md).
+DEFAULT_QUALITY = 3.0
 
 
 def models_dir() -> Path:
