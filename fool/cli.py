@@ -48,7 +48,12 @@ def main() -> None:
 @click.option("--lr", default=3e-4, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--no-autocast", is_flag=True, help="Train in fp32 (bf16 autocast is the CPU default).")
-def train(data, out, exclude, steps, max_minutes, batch, crop, lr, device, no_autocast) -> None:
+@click.option(
+    "--init",
+    type=click.Path(exists=True, path_type=Path),
+    help="Start from shipped weights, e.g. models/fool-m.pt (used only when OUT has no checkpoint yet).",
+)
+def train(data, out, exclude, steps, max_minutes, batch, crop, lr, device, no_autocast, init) -> None:
     """Train or resume the variable-rate codec on folders of images/scenes."""
     from ground.train import TrainOptions
     from ground.train import train as run
@@ -64,6 +69,7 @@ def train(data, out, exclude, steps, max_minutes, batch, crop, lr, device, no_au
         lr=lr,
         device=device,
         autocast=not no_autocast,
+        init=init,
     )
     run(opts, log=click.echo)
 

@@ -39,6 +39,7 @@ class TrainOptions:
     checkpoint_minutes: float = 5.0
     log_every: int = 50
     seed: int = 0
+    init: Path | None = None  # start from shipped weights (e.g. models/fool-m.pt) when no checkpoint exists
 
 
 class CropSource:
@@ -139,6 +140,9 @@ def train(opts: TrainOptions, log=print) -> Path:
         aux_opt.load_state_dict(state["aux_opt"])
         step, elapsed_before = state["step"], state.get("train_seconds", 0.0)
         log(f"resumed from {ckpt_path} at step {step}")
+    elif opts.init is not None:
+        model.load_state_dict(FoolCodec.load(opts.init).state_dict(), strict=False)
+        log(f"initialised from {opts.init} (fresh optimiser state)")
 
     lambdas = torch.tensor(config.lambdas, device=device)
     levels = len(config.lambdas)
