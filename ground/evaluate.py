@@ -232,7 +232,7 @@ def evaluate(
 ) -> dict:
     from ground.synthesis import TorchSynthesis
     from onboard.compress import load_runtime
-    from shared.zoo import DEFAULT_QUALITY, find
+    from shared.zoo import DEFAULT_QUALITY
 
     default_quality = DEFAULT_QUALITY if default_quality is None else default_quality
     files = find_inputs(inputs, limit)
@@ -243,7 +243,6 @@ def evaluate(
     for m in models:
         engine = load_runtime("torch", m, None, None)
         engines[m] = (engine, TorchSynthesis(m, engine[1].weights_sha256))
-        find(m)
     for i, f in enumerate(files):
         img, bits = read_image(f)
         for m, (engine, synth) in engines.items():
