@@ -91,15 +91,16 @@ class LatentCodec:
         scales, means = intnet.snap(scales, shift[:m]), intnet.snap(means, shift[m:])
         gain, inv = self.gain_vectors(code)
         indexes = scale_indexes(scales[0] * gain, self.scale_table)
-        return indexes, means[0] * gain, inv
+        return indexes, means[0] * gain, gain, inv
+
+    def _z_hat(self, z_sym: np.ndarray) -> np.ndarray:
+        """Dequantised hyper-latent: one float32 add, identical on every IEEE machine."""
+        return (z_sym.astype(np.float32) + self.z_medians[:, None, None]).astype(np.float32)
 
     def quantise(self, y: np.ndarray, z: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Analysis outputs -> integer symbols (z_sym, y_sym) and the y CDF indexes."""
-        med = self.z_medians[:, None, None]
-        z_sym = np.rint(z.astype(np.float32) - med).astype(np.int32)
-        z_hat = (z_sym.astype(np.float32) + med).astype(np.float32)
-        indexes, means_g, _ = self._y_params(z_hat, code)
-        gain, _ = self.gain_vectors(code)
+        z_sym = np.rint(z.astype(np.float32) - self.z_medians[:, None, None]).astype(np.int32)
+        indexes, means_g, gain, _ = self._y_params(self._z_hat(z_sym), code)
         y_sym = np.rint(y.astype(np.float64) * gain - means_g).astype(np.int32)
         return z_sym, y_sym, indexes
 
@@ -121,8 +122,7 @@ class LatentCodec:
         if h % 4 or w % 4 or h <= 0 or w <= 0:
             raise ContainerError(f"latent shape {latent_shape} is not a multiple of 4")
         z_sym = self.z_table.decode(payload[4 : 4 + z_len], self._z_indexes((h // 4, w // 4)))
-        z_hat = (z_sym.astype(np.float32) + self.z_medians[:, None, None]).astype(np.float32)
-        indexes, means_g, inv = self._y_params(z_hat, code)
+        indexes, means_g, _, inv = self._y_params(self._z_hat(z_sym), code)
         return self.y_table.decode(payload[4 + z_len :], indexes), means_g, inv
 
     def decode(self, payload: bytes, latent_shape: tuple[int, int], code: int) -> np.ndarray:
