@@ -92,6 +92,16 @@ def section(key: str, title: str, cmd: str, model: str) -> list[str]:
     return out + [""]
 
 
+def training(meta: dict) -> str:
+    """Total steps and hours, with the runs that led here (each `fool train --init` starts a new run)."""
+    runs = meta.get("lineage", []) + [{"run": "last run", "steps": meta.get("step") or 0}]
+    runs[-1]["train_seconds"] = meta.get("train_seconds") or 0.0
+    steps = sum(r["steps"] for r in runs)
+    hours = sum(r["train_seconds"] for r in runs) / 3600
+    parts = ", ".join(f"{r['run']} {r['steps']:,} steps / {r['train_seconds'] / 3600:.2f} h" for r in runs)
+    return f"{steps:,} steps, {hours:.2f} h in total ({parts})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="fool-m")
@@ -112,8 +122,8 @@ def main() -> None:
         f"- **parameters**: onboard (analysis + hyper-analysis) {meta['parameters']['onboard']:,}; "
         f"total {meta['parameters']['total']:,}",
         f"- **λ levels** (MSE on 8-bit scale, quality 1…{len(c['lambdas'])}): {', '.join(map(str, c['lambdas']))}",
-        f"- **training**: {meta.get('step')} steps, {meta.get('train_seconds', 0) / 3600:.2f} h on 2 CPU cores "
-        f"(bf16 autocast on transforms), batch 8 × 128² crops; data in `datasets.md`; curves in "
+        f"- **training**: {training(meta)} on 2 CPU cores "
+        f"(bf16 autocast on transforms), batch 8 × 128² crops; data and commands in `datasets.md`; curves in "
         f"`{args.model}.train_log.csv` (`fool plot-log`). Last logged step: bpp {float(last.get('bpp', 'nan')):.3f}, "
         f"PSNR {float(last.get('psnr', 'nan')):.2f} dB (mean over levels).",
         "- **serves**: RGB colour triples (8-bit) and single bands of any bit depth coded as grey triples "

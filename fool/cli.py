@@ -46,6 +46,11 @@ def main() -> None:
 @click.option("--batch", default=8, show_default=True)
 @click.option("--crop", default=128, show_default=True)
 @click.option("--lr", default=3e-4, show_default=True)
+@click.option("--lr-min", default=3e-5, show_default=True, help="Floor of the cosine schedule.")
+@click.option("--gray-prob", default=0.25, show_default=True, help="Share of crops from 8-bit single bands.")
+@click.option(
+    "--deep-prob", default=0.0, show_default=True, help="Share of crops from >8-bit single bands (own pool when > 0)."
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--no-autocast", is_flag=True, help="Train in fp32 (bf16 autocast is the CPU default).")
 @click.option(
@@ -53,7 +58,9 @@ def main() -> None:
     type=click.Path(exists=True, path_type=Path),
     help="Start from shipped weights, e.g. models/fool-m.pt (used only when OUT has no checkpoint yet).",
 )
-def train(data, out, exclude, steps, max_minutes, batch, crop, lr, device, no_autocast, init) -> None:
+def train(
+    data, out, exclude, steps, max_minutes, batch, crop, lr, lr_min, gray_prob, deep_prob, device, no_autocast, init
+) -> None:
     """Train or resume the variable-rate codec on folders of images/scenes."""
     from ground.train import TrainOptions
     from ground.train import train as run
@@ -67,6 +74,9 @@ def train(data, out, exclude, steps, max_minutes, batch, crop, lr, device, no_au
         batch=batch,
         crop=crop,
         lr=lr,
+        lr_min=lr_min,
+        gray_prob=gray_prob,
+        deep_prob=deep_prob,
         device=device,
         autocast=not no_autocast,
         init=init,
@@ -121,7 +131,22 @@ def _bands(text: str | None) -> list[int] | None:
     "--flight", "flight_dir", type=click.Path(path_type=Path), help="ONNX flight export (for --runtime onnx)."
 )
 @click.option("--threads", type=int, help="Intra-op threads of the runtime.")
-def compress(src, output, quality, model, tile_size, bands, band_groups, runtime, flight_dir, threads) -> None:
+@click.option(
+    "--halo",
+    default=0,
+    show_default=True,
+    help="Inter-tile context: pixels of each neighbour the analysis sees (0 or a multiple of 64, up to 256).",
+)
+@click.option(
+    "--value-range",
+    type=click.Choice(["scene", "bitdepth"]),
+    default="scene",
+    show_default=True,
+    help="Map >8-bit bands from their scanned min/max, or from their full bit depth.",
+)
+def compress(
+    src, output, quality, model, tile_size, bands, band_groups, runtime, flight_dir, threads, halo, value_range
+) -> None:
     """Compress a GeoTIFF/JPEG 2000 scene into a .fool container."""
     from onboard.compress import compress_scene
     from shared import zoo
@@ -139,6 +164,8 @@ def compress(src, output, quality, model, tile_size, bands, band_groups, runtime
         flight_dir,
         threads,
         _progress("compress"),
+        halo=halo,
+        value_range=value_range,
     )
     click.echo(
         f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp ({r.bpp / r.bands:.3f} per band), "

@@ -32,24 +32,72 @@ def read_header(container: Container) -> SceneHeader:
     return SceneHeader.from_dict(scene)
 
 
-def decode_tile(
-    entry: TileEntry, payload: bytes, scene: SceneHeader, synthesis
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """One tile -> (raw values (k, h, w) in the scene dtype, validity mask or None)."""
+@dataclass
+class TileLatents:
+    y_hat: np.ndarray  # (groups, M, h, w) dequantised latents, h and w at 1/16 of the padded tile
+    valid: np.ndarray | None
+
+
+def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec) -> TileLatents:
+    """The bit-exact half of decoding a tile: payload -> latents (no neighbour is needed)."""
     tile: Tile = scene.grid.tile(entry.row, entry.col)
     ph, pw = tile.padded_shape
     parts, valid = unpack_tile(payload, len(scene.groups), bool(entry.flags & FLAG_MASK), (tile.height, tile.width))
-    codec = synthesis.codec
-    y_hats = np.stack([codec.decode(p, (ph // 16, pw // 16), entry.quality) for p in parts])
-    x_hat = synthesis(y_hats)[:, :, : tile.height, : tile.width]
+    y_hat = np.stack([codec.decode(p, (ph // 16, pw // 16), entry.quality) for p in parts])
+    return TileLatents(y_hat, valid)
+
+
+def latent_canvas(own: np.ndarray, neighbours: dict[tuple[int, int], np.ndarray | None], k: int):
+    """A tile's latents widened by ``k`` latent pixels of each neighbour that arrived.
+
+    Sides whose neighbour is missing (scene edge, lost or damaged packet) are not widened,
+    so the synthesis falls back to what it does for a lone tile there: a lost neighbour
+    costs quality at one border, never the tile. -> (canvas, top, left) in latent pixels.
+    """
+
+    def n(dr: int, dc: int) -> np.ndarray | None:
+        return neighbours.get((dr, dc))
+
+    h, w = own.shape[-2:]
+    top = min(k, n(-1, 0).shape[-2]) if n(-1, 0) is not None else 0
+    bottom = min(k, n(1, 0).shape[-2]) if n(1, 0) is not None else 0
+    left = min(k, n(0, -1).shape[-1]) if n(0, -1) is not None else 0
+    right = min(k, n(0, 1).shape[-1]) if n(0, 1) is not None else 0
+    canvas = np.zeros((*own.shape[:-2], top + h + bottom, left + w + right), np.float32)
+    canvas[..., top : top + h, left : left + w] = own
+    rows = {-1: slice(0, top), 0: slice(top, top + h), 1: slice(top + h, top + h + bottom)}
+    cols = {-1: slice(0, left), 0: slice(left, left + w), 1: slice(left + w, left + w + right)}
+    take_r = {-1: slice(-top, None) if top else slice(0, 0), 0: slice(None), 1: slice(0, bottom)}
+    take_c = {-1: slice(-left, None) if left else slice(0, 0), 0: slice(None), 1: slice(0, right)}
+    for (dr, dc), lat in neighbours.items():
+        if lat is None or (dr, dc) == (0, 0):
+            continue
+        target = canvas[..., rows[dr], cols[dc]]
+        if target.size:
+            target[...] = lat[..., take_r[dr], take_c[dc]]
+    return canvas, top, left
+
+
+def render_tile(
+    tile: Tile, latents: TileLatents, scene: SceneHeader, synthesis, neighbours: dict | None = None
+) -> np.ndarray:
+    """Latents (plus neighbours' when the container was coded with a halo) -> raw values (k, h, w)."""
+    k = scene.halo // 16
+    if k and neighbours:
+        canvas, top, left = latent_canvas(latents.y_hat, neighbours, k)
+    else:
+        canvas, top, left = latents.y_hat, 0, 0
+    y0, x0 = top * 16, left * 16
+    x_hat = synthesis(canvas)[:, :, y0 : y0 + tile.height, x0 : x0 + tile.width]
     out = np.empty((scene.count, tile.height, tile.width), dtype=scene.dtype)
     for g, group in enumerate(scene.groups):
         unit = x_hat[g] if len(group) == 3 else x_hat[g].mean(axis=0, keepdims=True)
         for j, band in enumerate(group):
             out[band - 1] = scene.band_range(band).from_unit(unit[j], scene.dtype)
     if scene.mask in ("nodata", "nan"):
+        valid = latents.valid
         apply_mask(out, valid if valid is not None else np.ones(out.shape[1:], bool), scene)
-    return out, valid
+    return out
 
 
 def apply_mask(out: np.ndarray, valid: np.ndarray, scene: SceneHeader) -> None:
@@ -113,6 +161,8 @@ def decode_container(
 
     Missing tiles (all-nodata, or lost) are written as nodata/masked. With ``skip_damaged``
     a tile that fails its CRC is left empty and reported instead of aborting the scene.
+    Containers coded with a halo are synthesised tile by tile on a canvas of the tile's
+    latents and its neighbours', so tile borders look as if the scene was coded whole.
     """
     import rasterio
     from rasterio.enums import ColorInterp
@@ -143,20 +193,45 @@ def decode_container(
                 for i, d in enumerate(scene.descriptions, start=1):
                     if d:
                         out.set_band_description(i, d)
-                for i, entry in enumerate(container.tiles):
-                    try:
-                        values, valid = decode_tile(entry, container.payload(entry), scene, synthesis)
-                    except FoolError:
-                        if not skip_damaged:
-                            raise
-                        failed.append((entry.row, entry.col))
+                entries = {(e.row, e.col): e for e in container.tiles}
+                cache: dict[tuple[int, int], TileLatents | None] = {}
+
+                def latents_at(rc: tuple[int, int]) -> TileLatents | None:
+                    """Each tile's payload is entropy-decoded once, also when it serves as a neighbour."""
+                    if rc not in cache:
+                        entry = entries.get(rc)
+                        cache[rc] = None
+                        if entry is not None:
+                            try:
+                                cache[rc] = decode_latents(entry, container.payload(entry), scene, synthesis.codec)
+                            except FoolError:
+                                if not skip_damaged:
+                                    raise
+                                failed.append(rc)
+                    return cache[rc]
+
+                for i, (row, col) in enumerate(sorted(entries)):
+                    for old in [rc for rc in cache if rc[0] < row - 1]:
+                        del cache[old]  # only the previous, current and next tile rows are kept
+                    latents = latents_at((row, col))
+                    if latents is None:
                         continue
-                    window = scene.grid.tile(entry.row, entry.col).window()
+                    neighbours = {}
+                    if scene.halo:
+                        for dr in (-1, 0, 1):
+                            for dc in (-1, 0, 1):
+                                r, c = row + dr, col + dc
+                                if (dr or dc) and 0 <= r < scene.grid.rows and 0 <= c < scene.grid.cols:
+                                    lat = latents_at((r, c))
+                                    neighbours[(dr, dc)] = None if lat is None else lat.y_hat
+                    tile = scene.grid.tile(row, col)
+                    values = render_tile(tile, latents, scene, synthesis, neighbours)
+                    window = tile.window()
                     out.write(values, window=window)
                     if scene.mask == "internal":
-                        out.write_mask(valid if valid is not None else True, window=window)
+                        out.write_mask(latents.valid if latents.valid is not None else True, window=window)
                     if progress:
-                        progress(i + 1, len(container.tiles))
+                        progress(i + 1, len(entries))
                 _fill_missing(out, scene, {(e.row, e.col) for e in container.tiles} - set(failed))
             os.replace(tmp, dst)
         except rasterio.errors.RasterioIOError as exc:

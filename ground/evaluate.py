@@ -123,8 +123,22 @@ def eval_classical(name: str, path: Path, img: np.ndarray, bits: int) -> list[Po
 
 
 def eval_ours(
-    model: str, path: Path, img: np.ndarray, bits: int, qualities, engine, synthesis, tile_size: int = 512
+    model: str,
+    path: Path,
+    img: np.ndarray,
+    bits: int,
+    qualities,
+    engine,
+    synthesis,
+    tile_size: int = 512,
+    label: str | None = None,
+    **compress_opts,
 ) -> list[Point]:
+    """Our codec through the real CLI path (container + GeoTIFF), one point per quality.
+
+    ``compress_opts`` (halo, value_range) reach :func:`compress_scene`; ``label`` names the
+    curve when one model is run in several configurations (bench/ablation.py).
+    """
     import rasterio
 
     from ground.decode import decode_container
@@ -135,7 +149,7 @@ def eval_ours(
     with tempfile.TemporaryDirectory() as tmp:
         fool, out = Path(tmp) / "x.fool", Path(tmp) / "x.tif"
         for q in qualities:
-            r = compress_scene(path, fool, model, q, tile_size=tile_size, engine=engine)
+            r = compress_scene(path, fool, model, q, tile_size=tile_size, engine=engine, **compress_opts)
             t1 = time.perf_counter()
             decode_container(fool, out, synthesis=synthesis)
             t2 = time.perf_counter()
@@ -143,7 +157,7 @@ def eval_ours(
                 rec = ds.read()
             points.append(
                 Point(
-                    model,
+                    label or model,
                     q,
                     str(path),
                     8 * r.payload_bytes / r.pixels,

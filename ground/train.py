@@ -33,6 +33,7 @@ class TrainOptions:
     lr: float = 3e-4
     lr_min: float = 3e-5
     gray_prob: float = 0.25
+    deep_prob: float = 0.0  # share of crops from >8-bit single bands (pan, Sentinel-2); 0 = pooled with grey
     clip: float = 1.0
     autocast: bool = True
     device: str = "cpu"
@@ -46,39 +47,58 @@ class CropSource:
     """Random crops of RGB images and of single bands (replicated to 3 channels).
 
     Single bands teach the one RGB model to code panchromatic and multispectral bands,
-    which the band planner feeds it as grey triples.
+    which the band planner feeds it as grey triples. High-bit-depth bands get their own
+    pool: a handful of 11/12-bit scenes would otherwise drown among thousands of 8-bit
+    channels and the model would never learn their smooth, low-contrast statistics.
     """
 
-    def __init__(self, files: list[Path], crop: int, gray_prob: float, rng: np.random.Generator):
+    def __init__(
+        self, files: list[Path], crop: int, gray_prob: float, rng: np.random.Generator, deep_prob: float = 0.0
+    ):
         import rasterio
 
         from shared.bands import INTEGER_DTYPES, BandRange, bits_for_max, integer_range
 
         self.rgb: list[np.ndarray] = []
         self.gray: list[np.ndarray] = []
+        self.deep: list[np.ndarray] = []
         for f in files:
             with rasterio.open(f) as ds:
                 arr = ds.read()
                 dtype = ds.dtypes[0]
+            deep = False
             if dtype in INTEGER_DTYPES:
-                rng_ = integer_range(bits_for_max(arr.max(), dtype))
-                data = rng_.to_unit(arr)
+                bits = bits_for_max(arr.max(), dtype)
+                deep = bits > 8
+                # as the tiler does: >8-bit bands are stretched by their own min/max
+                data = (
+                    np.stack([BandRange(float(b.min()), float(b.max())).to_unit(b) for b in arr])
+                    if deep
+                    else integer_range(bits).to_unit(arr)
+                )
             else:
                 data = np.stack([BandRange(float(b.min()), float(b.max())).to_unit(b) for b in arr])
             if min(data.shape[1:]) < crop:
                 continue
+            bands = [data[i : i + 1] for i in range(data.shape[0])]
             if data.shape[0] >= 3 and dtype == "uint8":
                 self.rgb.append(data[:3])
-                self.gray.extend(data[i : i + 1] for i in range(data.shape[0]))
-            else:
-                self.gray.extend(data[i : i + 1] for i in range(data.shape[0]))
-        if not self.rgb and not self.gray:
+            (self.deep if deep and deep_prob > 0 else self.gray).extend(bands)
+        if not self.rgb and not self.gray and not self.deep:
             raise FoolError(f"no usable training images (>= {crop} px) in {len(files)} files")
-        self.crop, self.gray_prob, self.rng = crop, gray_prob, rng
+        self.crop, self.gray_prob, self.deep_prob, self.rng = crop, gray_prob, deep_prob, rng
+
+    def _pool(self) -> list[np.ndarray]:
+        r = self.rng.random()
+        if self.deep and r < self.deep_prob:
+            return self.deep
+        r -= self.deep_prob if self.deep else 0.0
+        if self.gray and (r < self.gray_prob or not self.rgb):
+            return self.gray
+        return self.rgb or self.gray or self.deep
 
     def sample(self) -> np.ndarray:
-        use_gray = self.gray and (not self.rgb or self.rng.random() < self.gray_prob)
-        pool = self.gray if use_gray else self.rgb
+        pool = self._pool()
         img = pool[self.rng.integers(len(pool))]
         _, h, w = img.shape
         y, x = self.rng.integers(h - self.crop + 1), self.rng.integers(w - self.crop + 1)
@@ -123,8 +143,11 @@ def train(opts: TrainOptions, log=print) -> Path:
     device = torch.device(opts.device)
 
     files = find_images(opts.data, opts.exclude)
-    source = CropSource(files, opts.crop, opts.gray_prob, rng)
-    log(f"training on {len(files)} files: {len(source.rgb)} RGB images, {len(source.gray)} single bands")
+    source = CropSource(files, opts.crop, opts.gray_prob, rng, opts.deep_prob)
+    log(
+        f"training on {len(files)} files: {len(source.rgb)} RGB images, {len(source.gray)} 8-bit single bands, "
+        f"{len(source.deep)} high-bit-depth single bands"
+    )
 
     config = CodecConfig()
     model = FoolCodec(config).to(device)
@@ -132,17 +155,19 @@ def train(opts: TrainOptions, log=print) -> Path:
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     opt = torch.optim.Adam(main_params, lr=opts.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
-    step, elapsed_before = 0, 0.0
+    step, elapsed_before, lineage = 0, 0.0, []
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
         step, elapsed_before = state["step"], state.get("train_seconds", 0.0)
+        lineage = state.get("lineage", [])
         log(f"resumed from {ckpt_path} at step {step}")
     elif opts.init is not None:
         model.load_state_dict(FoolCodec.load(opts.init).state_dict(), strict=False)
-        log(f"initialised from {opts.init} (fresh optimiser state)")
+        lineage = init_lineage(opts.init)
+        log(f"initialised from {opts.init} (fresh optimiser state; {sum(r['steps'] for r in lineage)} steps before)")
 
     lambdas = torch.tensor(config.lambdas, device=device)
     levels = len(config.lambdas)
@@ -200,14 +225,37 @@ def train(opts: TrainOptions, log=print) -> Path:
                 fh.flush()
                 acc = {k: 0.0 for k in acc} | {"n": 0}
             if time.time() - last_ckpt > opts.checkpoint_minutes * 60:
-                _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start)
+                _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage)
                 last_ckpt = time.time()
-    _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start)
+    _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage)
     log(f"stopped at step {step}; checkpoint {ckpt_path}")
     return ckpt_path
 
 
-def _save(path: Path, model, opt, aux_opt, step: int, seconds: float) -> None:
+def init_lineage(path: Path) -> list[dict]:
+    """The runs that trained the weights a new run starts from, so a model card can state total steps.
+
+    A checkpoint carries its own lineage plus its run; shipped weights carry theirs in the
+    tables' metadata (``<name>.npz`` beside ``<name>.pt``).
+    """
+    import json
+
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if "step" in state:
+        run = {"run": Path(path).parent.name, "steps": state["step"], "train_seconds": state.get("train_seconds", 0.0)}
+        return state.get("lineage", []) + [run]
+    tables = Path(path).with_suffix(".npz")
+    if not tables.exists():
+        return []
+    meta = json.loads(bytes(np.load(tables)["meta"]).decode())
+    own = {"run": meta.get("name", Path(path).stem), "steps": meta.get("step") or 0}
+    own["train_seconds"] = meta.get("train_seconds") or 0.0
+    return meta.get("lineage", []) + [own]
+
+
+def _save(path: Path, model, opt, aux_opt, step: int, seconds: float, lineage: list[dict] | None = None) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
@@ -219,6 +267,7 @@ def _save(path: Path, model, opt, aux_opt, step: int, seconds: float) -> None:
             "config": model.config.to_dict(),
             "step": step,
             "train_seconds": seconds,
+            "lineage": lineage or [],
         },
         tmp,
     )

@@ -15,8 +15,9 @@ from onboard.scene import SceneReader, TileData
 from shared import zoo
 from shared.errors import InputError
 from shared.format import FLAG_MASK, write_container
+from shared.geometry import ALIGN
 from shared.latent_codec import LatentCodec, quality_code
-from shared.scene import pack_tile
+from shared.scene import MAX_HALO, pack_tile
 
 DEFAULT_TILE = 512
 
@@ -43,19 +44,42 @@ class CompressReport:
         return self.pixels / 1e6 / max(self.seconds, 1e-9)
 
 
+def _ceil_align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
 def group_inputs(data: TileData, reader: SceneReader) -> list[np.ndarray]:
-    """Raw tile values -> one (3, H, W) unit-range array per band group, padded for the codec."""
+    """Raw tile values -> one (3, H, W) unit-range array per band group, padded for the codec.
+
+    With a halo the array is the tile plus its neighbours' pixels; the halo's near sides are
+    multiples of ALIGN, so the tile's latents are an exact crop of the halo's (see latent_crop).
+    """
     tile = data.tile
     ph, pw = tile.padded_shape
-    unit = np.empty((len(reader.bands), tile.height, tile.width), np.float32)
+    ring = data.halo
+    values, valid = (ring.values, ring.valid) if ring else (data.values, data.valid)
+    unit = np.empty(values.shape, np.float32)
     for i, rng in enumerate(reader.ranges):
-        band = rng.to_unit(data.values[i])
-        if data.valid is not None:
+        band = rng.to_unit(values[i])
+        if valid is not None:
             # invalid pixels cost bits for nothing: replace them by the mean of the valid ones
-            band[~data.valid] = band[data.valid].mean() if data.valid.any() else 0.0
+            band[~valid] = band[valid].mean() if valid.any() else 0.0
         unit[i] = np.nan_to_num(band, nan=0.0)
-    unit = np.pad(unit, ((0, 0), (0, ph - tile.height), (0, pw - tile.width)), mode="edge")
+    top, left, bottom, right = (ring.top, ring.left, ring.bottom, ring.right) if ring else (0, 0, 0, 0)
+    rows, cols = top + ph + _ceil_align(bottom), left + pw + _ceil_align(right)
+    unit = np.pad(unit, ((0, 0), (0, rows - unit.shape[1]), (0, cols - unit.shape[2])), mode="edge")
     return [unit[[b - 1 for b in g]] if len(g) == 3 else np.repeat(unit[[g[0] - 1]], 3, axis=0) for g in reader.groups]
+
+
+def latent_crop(data: TileData, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tile's own latents out of a halo analysis (y at 1/16, z at 1/64 of the pixels)."""
+    if data.halo is None:
+        return y, z
+    ph, pw = data.tile.padded_shape
+    t, lf = data.halo.top, data.halo.left
+    y = y[..., t // 16 : (t + ph) // 16, lf // 16 : (lf + pw) // 16]
+    z = z[..., t // ALIGN : (t + ph) // ALIGN, lf // ALIGN : (lf + pw) // ALIGN]
+    return np.ascontiguousarray(y), np.ascontiguousarray(z)
 
 
 def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int | None):
@@ -89,15 +113,22 @@ def compress_scene(
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     engine=None,
+    halo: int = 0,
+    value_range: str = "scene",
 ) -> CompressReport:
     """Compress ``src`` into ``dst``; ``dst`` appears only when the whole scene is written.
 
     ``engine`` is a preloaded ``load_runtime(...)`` result, for callers that code many scenes.
+    ``halo`` (pixels, a multiple of 64) turns on inter-tile context: each tile is analysed
+    with that much of its neighbours and the ground synthesises it with its neighbours'
+    latents. Every tile still decodes alone (see ground.decode).
     """
     start = time.perf_counter()
     if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
         raise InputError(f"output {dst} is the input scene; choose another -o")
-    with SceneReader(src, tile_size, bands, band_groups) as reader:
+    if halo < 0 or halo % ALIGN or halo > MAX_HALO:
+        raise InputError(f"halo must be 0 or a multiple of {ALIGN} up to {MAX_HALO} pixels, got {halo}")
+    with SceneReader(src, tile_size, bands, band_groups, value_range) as reader:
         analysis, codec = engine or load_runtime(runtime, model, flight_dir, threads)
         try:
             code = quality_code(quality, codec.levels)
@@ -110,7 +141,7 @@ def compress_scene(
             "quality": quality,
             "runtime": analysis.name,
         }
-        header["scene"] |= {"model_name": codec.name, "model_sha256": codec.weights_sha256}
+        header["scene"] |= {"model_name": codec.name, "model_sha256": codec.weights_sha256, "halo": halo}
         coded = skipped = 0
         timings = {"analysis_s": 0.0, "entropy_s": 0.0}
         total = len(reader.grid)
@@ -121,7 +152,7 @@ def compress_scene(
             if data.valid is not None and not data.valid.any():
                 return data, None
             t0 = time.perf_counter()
-            latents = analysis(np.stack(group_inputs(data, reader)))
+            latents = latent_crop(data, *analysis(np.stack(group_inputs(data, reader))))
             timings["analysis_s"] += time.perf_counter() - t0
             return data, latents
 
@@ -146,7 +177,7 @@ def compress_scene(
                 if progress:
                     progress(done, total)
 
-            for data in reader.tiles():
+            for data in reader.tiles(halo):
                 pending.append(pool.submit(analyse, data))
                 if len(pending) > 1:  # at most two tiles in flight: memory stays flat
                     finish(*pending.popleft().result())

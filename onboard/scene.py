@@ -20,20 +20,44 @@ from shared.errors import RasterReadError, UnsupportedRasterError
 from shared.geometry import Tile, TileGrid
 from shared.scene import GDAL_CACHE_MB
 
+#: How deep integer bands map onto the codec's [0, 1]: their scanned min/max, or their bit depth.
+VALUE_RANGES = ("scene", "bitdepth")
+
+
+@dataclass
+class Halo:
+    """A tile's window widened by up to ``halo`` pixels of its neighbours (clipped at the scene edge)."""
+
+    values: np.ndarray  # (k, top + h + bottom, left + w + right)
+    valid: np.ndarray | None
+    top: int
+    left: int
+    bottom: int
+    right: int
+
 
 @dataclass
 class TileData:
     tile: Tile
     values: np.ndarray  # (k, h, w) raw values of the selected bands
     valid: np.ndarray | None  # (h, w) bool, None when every pixel is valid
+    halo: Halo | None = None
 
 
 class SceneReader:
     """Context manager around a rasterio dataset, with the plan for coding it."""
 
     def __init__(
-        self, path: Path, tile_size: int, bands: list[int] | None = None, band_groups: str | None = None
+        self,
+        path: Path,
+        tile_size: int,
+        bands: list[int] | None = None,
+        band_groups: str | None = None,
+        value_range: str = "scene",
     ) -> None:
+        if value_range not in VALUE_RANGES:
+            raise UnsupportedRasterError(f"value range {value_range!r}: use one of {', '.join(VALUE_RANGES)}")
+        self.value_range = value_range
         self.path = Path(path)
         if not self.path.exists():
             raise RasterReadError(f"{self.path}: no such file")
@@ -90,14 +114,22 @@ class SceneReader:
         self._scan_ranges()
 
     def _scan_ranges(self) -> None:
-        """Per-band value ranges: bit depth for unsigned integers, min/max otherwise."""
+        """Per-band value ranges, the one piece of scene statistics the codec sees.
+
+        8-bit bands map 0..255 (the content the model was trained on already spans it).
+        Deeper bands map their scanned min..max (``value_range="scene"``): an 11- or 12-bit
+        band rarely fills its bit depth, and stretching it costs no bits (two numbers per band
+        in the header) but measured -35 % BD-rate on the uint16 scenes (bench/ablation.py).
+        ``"bitdepth"`` keeps the v1 behaviour, 0..2**bits-1.
+        """
         ds, k = self.ds, len(self.bands)
         self.bits: list[int | None] = [8] * k if self.dtype == "uint8" else [None] * k
         nbits = ds.tags(ns="IMAGE_STRUCTURE").get("NBITS")
         if self.dtype == "uint8":
             self.ranges = [bandlib.integer_range(8)] * k
             return
-        if self.dtype in ("uint16", "uint32") and nbits and nbits.isdigit():
+        tagged = self.dtype in ("uint16", "uint32") and nbits is not None and nbits.isdigit()
+        if tagged and self.value_range == "bitdepth":
             self.bits = [int(nbits)] * k
             self.ranges = [bandlib.integer_range(int(nbits))] * k
             return
@@ -119,8 +151,11 @@ class SceneReader:
             self.mask_kind = "nan"
         lo[~np.isfinite(lo)], hi[~np.isfinite(hi)] = 0.0, 0.0
         if self.dtype in ("uint16", "uint32"):
-            self.bits = [bandlib.bits_for_max(h, self.dtype) for h in hi]
-            self.ranges = [bandlib.integer_range(b) for b in self.bits]
+            self.bits = [int(nbits) if tagged else bandlib.bits_for_max(h, self.dtype) for h in hi]
+            if self.value_range == "bitdepth":
+                self.ranges = [bandlib.integer_range(b) for b in self.bits]
+            else:
+                self.ranges = [bandlib.BandRange(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
         else:
             self.ranges = [bandlib.BandRange(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
@@ -141,17 +176,30 @@ class SceneReader:
             return np.isfinite(data).all(axis=0)
         return None
 
-    def tiles(self) -> Iterator[TileData]:
+    def tiles(self, halo: int = 0) -> Iterator[TileData]:
+        """Tiles in raster order; with ``halo`` each also carries its surroundings, so the
+        analysis sees real neighbours at the tile border instead of padding."""
+        from rasterio.windows import Window
+
         for tile in self.grid:
-            window = tile.window()
+            top, left = min(halo, tile.y), min(halo, tile.x)
+            bottom = min(halo, self.ds.height - tile.y - tile.height)
+            right = min(halo, self.ds.width - tile.x - tile.width)
+            window = Window(tile.x - left, tile.y - top, tile.width + left + right, tile.height + top + bottom)
             try:
                 values = self.ds.read(self.bands, window=window)
                 valid = self._valid(values, window)
             except rasterio.errors.RasterioError as exc:
                 raise RasterReadError(f"{self.path}: cannot read tile ({tile.row}, {tile.col}): {exc}") from None
+            inner = (slice(top, top + tile.height), slice(left, left + tile.width))
+            ring = None
+            if halo:
+                ring = Halo(values, valid, top, left, bottom, right)
+                values = values[(slice(None), *inner)]
+                valid = None if valid is None else valid[inner]
             if valid is not None and valid.all():
                 valid = None
-            yield TileData(tile, values, valid)
+            yield TileData(tile, values, valid, ring)
 
     def profile_header(self) -> dict:
         ds = self.ds

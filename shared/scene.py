@@ -24,6 +24,7 @@ MASK_KINDS = ("none", "nodata", "internal", "nan")
 MAX_SIDE = 1 << 24
 MAX_PIXELS = 1 << 36  # 262k x 262k: far beyond any capture, small enough to refuse absurd headers
 MAX_TILE_VALUES = 1 << 28  # bands x tile_size**2 decoded at once
+MAX_HALO = 256  # inter-tile context, pixels; the synthesis' receptive field is far smaller
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class SceneHeader:
     tile_size: int
     model_name: str
     model_sha256: str
+    halo: int = 0  # inter-tile context the encoder used (pixels); absent in pre-halo containers
 
     @property
     def count(self) -> int:
@@ -67,7 +69,7 @@ class SceneHeader:
     def from_dict(cls, d: dict) -> SceneHeader:
         """Validate an untrusted header; every failure is a ContainerError."""
         try:
-            h = cls(**{k: d[k] for k in cls.__dataclass_fields__})
+            h = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k != "halo"}, halo=d.get("halo", 0))
             if h.nodata == "nan":
                 h = cls(**(h.__dict__ | {"nodata": float("nan")}))
             ok = (
@@ -79,7 +81,10 @@ class SceneHeader:
                 and 0 < h.count <= 4096
                 and h.width * h.height <= MAX_PIXELS
                 and h.count * h.tile_size**2 <= MAX_TILE_VALUES
-                and all(len(r) == 2 and all(isinstance(v, int | float) for v in r) for r in h.ranges)
+                and all(
+                    len(r) == 2 and all(isinstance(v, int | float) and math.isfinite(v) for v in r) and r[0] <= r[1]
+                    for r in h.ranges
+                )
                 and len(h.bits) == len(h.descriptions) == len(h.source_bands) == h.count
                 and sorted(b for g in h.groups for b in g) == list(range(1, h.count + 1))
                 and all(len(g) in (1, 3) for g in h.groups)
@@ -89,6 +94,9 @@ class SceneHeader:
                 and (h.nodata is None or isinstance(h.nodata, int | float))
                 and isinstance(h.model_name, str)
                 and isinstance(h.model_sha256, str)
+                and isinstance(h.halo, int)
+                and 0 <= h.halo <= MAX_HALO
+                and h.halo % ALIGN == 0
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ContainerError(f"scene header is malformed ({exc.__class__.__name__}: {exc})") from None

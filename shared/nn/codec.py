@@ -76,7 +76,11 @@ class FoolCodec(nn.Module):
         state = torch.load(path, map_location="cpu", weights_only=False)
         model = cls(CodecConfig.from_dict(state["config"]))
         model.load_state_dict(state["model"], strict=False)  # CDF tables live in the .npz
-        model.trained = {"step": state.get("step"), "train_seconds": state.get("train_seconds")}
+        model.trained = {
+            "step": state.get("step"),
+            "train_seconds": state.get("train_seconds"),
+            "lineage": state.get("lineage", []),
+        }
         return model.eval()
 
     @property

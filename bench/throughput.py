@@ -1,7 +1,7 @@
 """Onboard throughput and peak memory of `fool compress` on a large scene built from real tiles.
 
-    python bench/onboard.py --size 4096 --bands 4 --runtime onnx        # issue 5: MP/s, RSS
-    python bench/onboard.py --size 20000 --bands 1 --runtime torch      # issue 2: memory bound
+    python bench/throughput.py --size 4096 --bands 4 --runtime onnx        # issue 5: MP/s, RSS
+    python bench/throughput.py --size 20000 --bands 1 --runtime torch      # issue 2: memory bound
 
 The scene is a mosaic of the team's NAIP scene (4-band uint8) or WorldView-3 pan
 (1-band 11-bit uint16), mirrored to fill the size, written as a tiled GeoTIFF by windows.
