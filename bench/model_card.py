@@ -54,6 +54,8 @@ def section(key: str, title: str, cmd: str, model: str) -> list[str]:
     for name, c in s["curves"].items():
         cells = [f"{b:.3f} / {p:.2f}" for b, p in zip(c["bpp"], c["psnr"], strict=True)]
         out.append(f"| {name} (bpp / dB) | " + " | ".join(cells) + " |")
+    for k, v in s.get("lossless", {}).items():
+        out += ["", f"Lossless reference, {k.upper()} (libaec): {v['bpp']:.3f} bpp (all bands together)."]
     out += [
         "",
         f"| comparison | BD-rate (PSNR) | at default quality {s.get('default_quality', 4):g}: our bpp, dB, "

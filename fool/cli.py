@@ -258,7 +258,14 @@ def demo(scene, quality, model, runtime, workdir) -> None:
 @main.command("eval")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--model", "models", multiple=True, help="Shipped model(s) [default: fool-m].")
-@click.option("--codec", "codecs", multiple=True, default=("jpeg2000", "jpegxl", "webp", "jpeg"), show_default=True)
+@click.option(
+    "--codec",
+    "codecs",
+    multiple=True,
+    default=("jpeg2000", "jpegxl", "webp", "jpeg", "ccsds121"),
+    show_default=True,
+    help="Reference codecs; ccsds121 (libaec) is the lossless reference for integer data.",
+)
 @click.option("--limit", type=int, help="Evaluate an evenly spread subset of this many images.")
 @click.option("--tile-size", default=512, show_default=True)
 @click.option("--msssim", is_flag=True, help="Also compute MS-SSIM (slow on CPU).")

@@ -91,6 +91,31 @@ def _classical(name: str, bits: int, channels: int):
     return None
 
 
+LOSSLESS = ("ccsds121",)
+
+
+def eval_lossless(name: str, path: Path, img: np.ndarray, bits: int) -> list[Point]:
+    """CCSDS 121.0 (libaec, Rice coding after unit-delay prediction), band by band: the lossless
+    coder that flies today, and the ceiling any lossy rate should be read against."""
+    import imagecodecs as ic
+
+    if name != "ccsds121" or not np.issubdtype(img.dtype, np.integer):
+        return []
+    size, t_enc, t_dec = 0, 0.0, 0.0
+    for band in img:
+        band = np.ascontiguousarray(band)
+        t0 = time.perf_counter()
+        data = ic.aec_encode(band, bitspersample=bits)
+        t1 = time.perf_counter()
+        back = np.asarray(ic.aec_decode(data, bitspersample=bits, out=np.empty_like(band)))
+        t_enc, t_dec = t_enc + t1 - t0, t_dec + time.perf_counter() - t1
+        if not np.array_equal(back.reshape(band.shape), band):
+            raise RuntimeError(f"libaec did not round-trip {path}")
+        size += len(data)
+    pixels = img.shape[1] * img.shape[2]
+    return [Point(name, 0.0, str(path), 8 * size / pixels, math.inf, None, t_enc, t_dec, pixels)]
+
+
 def eval_classical(name: str, path: Path, img: np.ndarray, bits: int) -> list[Point]:
     spec = _classical(name, bits, img.shape[0])
     if spec is None:
@@ -262,18 +287,29 @@ def evaluate(
         for m, (engine, synth) in engines.items():
             points += eval_ours(m, f, img, bits, qualities, engine, synth, tile_size)
         for c in codecs:
-            points += eval_classical(c, f, img, bits)
+            points += eval_lossless(c, f, img, bits) if c in LOSSLESS else eval_classical(c, f, img, bits)
         if (i + 1) % 10 == 0 or i + 1 == len(files):
             log(f"  {i + 1}/{len(files)} images")
     curves = {
         c: dict(zip(("bpp", "psnr", "msssim"), (v.tolist() for v in mean_curve(points, c)), strict=True))
-        for c in list(models) + [c for c in codecs if any(p.codec == c for p in points)]
+        for c in list(models) + [c for c in codecs if c not in LOSSLESS and any(p.codec == c for p in points)]
+    }
+    lossless = {
+        c: {
+            "bpp": float(np.mean([p.bpp for p in points if p.codec == c])),
+            "encode_mp_s": sum(p.pixels for p in points if p.codec == c)
+            / 1e6
+            / sum(p.encode_s for p in points if p.codec == c),
+        }
+        for c in LOSSLESS
+        if any(p.codec == c for p in points)
     }
     summary: dict = {
         "default_quality": default_quality,
         "images": len(files),
         "inputs": [str(p) for p in inputs],
         "curves": curves,
+        "lossless": lossless,
         "bd_rate": {},
         "at_default_quality": {},
         "speed": {},
@@ -289,14 +325,15 @@ def evaluate(
             summary.setdefault("matched", {})[f"{m} vs {ref}"] = {
                 str(q): matched_psnr(points, ref, m, q) for q in qualities
             }
-    for c in curves:
+    for c in curves:  # lossless speeds are in summary["lossless"]
         pts = [p for p in points if p.codec == c]
         px = sum(p.pixels for p in pts)
         summary["speed"][c] = {
             "encode_mp_s": px / 1e6 / sum(p.encode_s for p in pts),
             "decode_mp_s": px / 1e6 / sum(p.decode_s for p in pts),
         }
-    summary["points"] = [asdict(p) for p in points]
+    # strict JSON: a lossless point's PSNR (infinite) is written as null
+    summary["points"] = [asdict(p) | ({"psnr": None} if math.isinf(p.psnr) else {}) for p in points]
     return summary
 
 
@@ -325,6 +362,8 @@ def table(summary: dict) -> str:
         lines.append(
             f"{name:<9} " + "  ".join(f"{b:.3f}bpp/{p:.2f}dB" for b, p in zip(c["bpp"], c["psnr"], strict=True))
         )
+    for k, v in summary.get("lossless", {}).items():
+        lines.append(f"lossless reference {k}: {v['bpp']:.3f} bpp (all bands), {v['encode_mp_s']:.1f} MP/s encode")
     for k, v in summary["bd_rate"].items():
         fmt = lambda x: "n/a" if x is None else f"{x:+.1f}%"  # noqa: E731
         lines.append(f"BD-rate {k}: PSNR {fmt(v['psnr'])}, MS-SSIM {fmt(v['msssim'])}")
