@@ -35,6 +35,11 @@ class TorchAnalysis:
             y, z = self.model.analyse(self._torch.from_numpy(x))
         return y.numpy(), z.numpy()
 
+    def hyper(self, y: np.ndarray) -> np.ndarray:
+        """Hyper-latent of given latents (a tile's own, cropped out of a halo analysis)."""
+        with self._torch.inference_mode():
+            return self.model.h_a(self._torch.from_numpy(y)).numpy()
+
 
 class OnnxAnalysis:
     """The flight runtime: onnxruntime + numpy only (no torch import anywhere on this path)."""
@@ -58,7 +63,18 @@ class OnnxAnalysis:
         self.session = ort.InferenceSession(
             str(Path(flight_dir) / self.manifest["analysis"]), opts, providers=["CPUExecutionProvider"]
         )
+        self._hyper = None
+        if "hyper_analysis" in self.manifest:
+            self._hyper = ort.InferenceSession(
+                str(Path(flight_dir) / self.manifest["hyper_analysis"]), opts, providers=["CPUExecutionProvider"]
+            )
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y, z = self.session.run(["y", "z"], {"x": x})
         return y, z
+
+    def hyper(self, y: np.ndarray) -> np.ndarray:
+        if self._hyper is None:
+            raise ModelError("this flight export has no hyper_analysis.onnx (needed for --halo); re-export it")
+        (z,) = self._hyper.run(["z"], {"y": np.ascontiguousarray(y, np.float32)})
+        return z

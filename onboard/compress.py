@@ -52,7 +52,7 @@ def group_inputs(data: TileData, reader: SceneReader) -> list[np.ndarray]:
     """Raw tile values -> one (3, H, W) unit-range array per band group, padded for the codec.
 
     With a halo the array is the tile plus its neighbours' pixels; the halo's near sides are
-    multiples of ALIGN, so the tile's latents are an exact crop of the halo's (see latent_crop).
+    multiples of ALIGN, so the tile's latents are an exact crop of the halo's (see analyse_tile).
     """
     tile = data.tile
     ph, pw = tile.padded_shape
@@ -71,15 +71,17 @@ def group_inputs(data: TileData, reader: SceneReader) -> list[np.ndarray]:
     return [unit[[b - 1 for b in g]] if len(g) == 3 else np.repeat(unit[[g[0] - 1]], 3, axis=0) for g in reader.groups]
 
 
-def latent_crop(data: TileData, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The tile's own latents out of a halo analysis (y at 1/16, z at 1/64 of the pixels)."""
+def analyse_tile(analysis, data: TileData, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """-> the tile's latents (y, z). With a halo, y is cropped out of the widened analysis and z
+    is recomputed from that crop: a hyper-latent that also summarised the neighbours would
+    describe the tile's scales worse (measured +1.7 % BD-rate on the uint16 scenes)."""
+    y, z = analysis(inputs)
     if data.halo is None:
         return y, z
     ph, pw = data.tile.padded_shape
-    t, lf = data.halo.top, data.halo.left
-    y = y[..., t // 16 : (t + ph) // 16, lf // 16 : (lf + pw) // 16]
-    z = z[..., t // ALIGN : (t + ph) // ALIGN, lf // ALIGN : (lf + pw) // ALIGN]
-    return np.ascontiguousarray(y), np.ascontiguousarray(z)
+    t, lf = data.halo.top // 16, data.halo.left // 16
+    y = np.ascontiguousarray(y[..., t : t + ph // 16, lf : lf + pw // 16])
+    return y, analysis.hyper(y)
 
 
 def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int | None):
@@ -152,7 +154,7 @@ def compress_scene(
             if data.valid is not None and not data.valid.any():
                 return data, None
             t0 = time.perf_counter()
-            latents = latent_crop(data, *analysis(np.stack(group_inputs(data, reader))))
+            latents = analyse_tile(analysis, data, np.stack(group_inputs(data, reader)))
             timings["analysis_s"] += time.perf_counter() - t0
             return data, latents
 

@@ -47,10 +47,11 @@ def test_onnx_compress_never_imports_torch(flight, scenes, tmp_path):
     assert (tmp_path / "o.fool").exists()
 
 
-def test_onnx_and_torch_containers_decode_to_same_pixels(flight, scenes, tmp_path):
+@pytest.mark.parametrize("halo", [0, 64])
+def test_onnx_and_torch_containers_decode_to_same_pixels(flight, scenes, tmp_path, halo):
     src = scenes["four_band_uint8"]
     for rt in ("onnx", "torch"):
-        compress_scene(src, tmp_path / f"{rt}.fool", runtime=rt, flight_dir=flight)
+        compress_scene(src, tmp_path / f"{rt}.fool", runtime=rt, flight_dir=flight, tile_size=128, halo=halo)
         decode_container(tmp_path / f"{rt}.fool", tmp_path / f"{rt}.tif")
     with rasterio.open(tmp_path / "onnx.tif") as a, rasterio.open(tmp_path / "torch.tif") as b:
         diff = np.abs(a.read().astype(int) - b.read().astype(int))

@@ -51,35 +51,38 @@ class OnboardGraph(nn.Module):
         return y, self.h_a(y)
 
 
-def export_flight(files: ModelFiles, out_dir: Path) -> dict:
-    """Write ``analysis.onnx``, the model's tables and ``manifest.json`` into ``out_dir``."""
+def _export(graph: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]) -> None:
     import onnx
 
+    axes = {"x": ("height", "width"), "y": ("lh", "lw"), "z": ("zh", "zw")}
+    with torch.no_grad():
+        torch.onnx.export(
+            graph,
+            (example,),
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes={n: {0: "batch", 2: axes[n][0], 3: axes[n][1]} for n in inputs + outputs},
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def export_flight(files: ModelFiles, out_dir: Path) -> dict:
+    """Write ``analysis.onnx`` (x -> y, z), ``hyper_analysis.onnx`` (y -> z, for tiles analysed
+    with a halo, whose hyper-latent must describe the tile's own latents), the model's tables
+    and ``manifest.json`` into ``out_dir``."""
     from shared.nn.codec import FoolCodec
 
     model = FoolCodec.load(files.weights)
     graph = OnboardGraph(model).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "analysis.onnx"
-    x = torch.zeros(1, model.config.channels, 128, 128)
-    with torch.no_grad():
-        torch.onnx.export(
-            graph,
-            (x,),
-            str(onnx_path),
-            input_names=["x"],
-            output_names=["y", "z"],
-            dynamic_axes={
-                "x": {0: "batch", 2: "height", 3: "width"},
-                "y": {0: "batch", 2: "lh", 3: "lw"},
-                "z": {0: "batch", 2: "zh", 3: "zw"},
-            },
-            opset_version=OPSET,
-            dynamo=False,
-            do_constant_folding=True,
-        )
-    proto = onnx.load(str(onnx_path))
-    onnx.checker.check_model(proto, full_check=True)
+    hyper_path = out_dir / "hyper_analysis.onnx"
+    _export(graph, torch.zeros(1, model.config.channels, 128, 128), onnx_path, ["x"], ["y", "z"])
+    _export(model.h_a.eval(), torch.zeros(1, model.config.m, 8, 8), hyper_path, ["y"], ["z"])
     tables = out_dir / files.tables.name
     shutil.copyfile(files.tables, tables)
     codec = LatentCodec.load(tables)
@@ -91,6 +94,8 @@ def export_flight(files: ModelFiles, out_dir: Path) -> dict:
         "analysis": onnx_path.name,
         "tables": tables.name,
         "analysis_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "hyper_analysis": hyper_path.name,
+        "hyper_analysis_sha256": hashlib.sha256(hyper_path.read_bytes()).hexdigest(),
         "input": {
             "name": "x",
             "layout": "NCHW",
@@ -100,8 +105,9 @@ def export_flight(files: ModelFiles, out_dir: Path) -> dict:
             "range": [0.0, 1.0],
         },
         "outputs": {"y": "latent (N, M, H/16, W/16)", "z": "hyper-latent (N, Nz, H/64, W/64)"},
-        "normalisation": "unsigned integers / (2**bits - 1); other dtypes (v - lo) / (hi - lo); "
-        "band groups of 3, single bands repeated to 3 channels (see docs/format.md)",
+        "normalisation": "(v - lo) / (hi - lo) with the band's [lo, hi] from the container's scene.ranges "
+        "(8-bit: 0..255; deeper integers and floats: scanned min/max); band groups of 3, single bands "
+        "repeated to 3 channels (see docs/format.md)",
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
