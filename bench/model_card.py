@@ -157,7 +157,8 @@ def main() -> None:
         "",
         "## Rate–distortion",
         "",
-        "PSNR uses the peak of the bit depth that holds the data (255; 2**bits − 1 for deeper data); points are means over images per setting "
+        "PSNR uses the peak of the bit depth that holds the data (255; 2**bits − 1 for deeper data); "
+        "points are means over images per setting "
         "(ours: quality 1…8; JPEG 2000: OpenJPEG PSNR targets 24…46 dB; JPEG XL: distance 8…0.3; WebP/JPEG: "
         "quality 10…97). BD-rate is Bjøntegaard over the overlapping PSNR range; negative = fewer bits than the "
         "reference.",

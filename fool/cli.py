@@ -211,6 +211,8 @@ def info(src, as_json) -> None:
         f"(bits {s['bits']}), nodata {s['nodata']}, mask {s['mask']}"
     )
     click.echo(f"  groups    {s['groups']}  source bands {s['source_bands']}")
+    ranges = ", ".join(f"{lo:g}..{hi:g}" for lo, hi in s["ranges"])
+    click.echo(f"  ranges    {ranges}  inter-tile halo {s.get('halo', 0)} px")
     crs = (s["crs_wkt"] or "none").split("[")[0] + ("[" + s["crs_wkt"].split('"')[1] + "]" if s["crs_wkt"] else "")
     click.echo(f"  crs       {crs}  transform {s['transform']}")
     t = d["tiles"]
