@@ -47,9 +47,9 @@ def main() -> None:
 @click.option("--crop", default=128, show_default=True)
 @click.option("--lr", default=3e-4, show_default=True)
 @click.option("--lr-min", default=3e-5, show_default=True, help="Floor of the cosine schedule.")
-@click.option("--gray-prob", default=0.25, show_default=True, help="Share of crops from 8-bit single bands.")
+@click.option("--gray-prob", default=0.15, show_default=True, help="Share of crops from 8-bit single bands.")
 @click.option(
-    "--deep-prob", default=0.0, show_default=True, help="Share of crops from >8-bit single bands (own pool when > 0)."
+    "--deep-prob", default=0.3, show_default=True, help="Share of crops from >8-bit single bands (own pool when > 0)."
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--no-autocast", is_flag=True, help="Train in fp32 (bf16 autocast is the CPU default).")

@@ -32,8 +32,8 @@ class TrainOptions:
     crop: int = 128
     lr: float = 3e-4
     lr_min: float = 3e-5
-    gray_prob: float = 0.25
-    deep_prob: float = 0.0  # share of crops from >8-bit single bands (pan, Sentinel-2); 0 = pooled with grey
+    gray_prob: float = 0.15
+    deep_prob: float = 0.3  # share of crops from >8-bit single bands (pan, Sentinel-2); 0 = pooled with grey
     clip: float = 1.0
     autocast: bool = True
     device: str = "cpu"
