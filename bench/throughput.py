@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
     ap.add_argument("--quality", type=float, default=4.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--halo", type=int, default=0, help="inter-tile context (pixels) to time its overhead")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -86,6 +87,8 @@ def main() -> None:
             args.runtime,
             "--threads",
             str(args.threads),
+            "--halo",
+            str(args.halo),
         ]
         if args.runtime == "onnx":
             subprocess.run([sys.executable, "-m", "fool.cli", "export-onnx", "-o", str(tmp / "flight")], check=True)
@@ -107,6 +110,7 @@ def main() -> None:
         "runtime": args.runtime,
         "threads": args.threads,
         "quality": args.quality,
+        "halo": args.halo,
         "megapixels": mp,
         "wall_s": round(wall, 2),
         "mp_per_s": round(mp / wall, 3),
@@ -118,7 +122,8 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"onboard_{args.runtime}_{args.bands}b_{args.size}.json").write_text(json.dumps(result, indent=2))
+    halo = f"_halo{args.halo}" if args.halo else ""
+    (results / f"onboard_{args.runtime}_{args.bands}b_{args.size}{halo}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
