@@ -13,5 +13,6 @@ fool eval "$DATA/scenes/naip/m_4709963_se_14_1_20200831.tif" -o bench/results/rd
 fool eval "$DATA/scenes/worldview3/pan_0p5m.tif" "$DATA/scenes/sentinel2_l1c_20m/B11.jp2" \
   "$DATA/scenes/sentinel2_l1c_20m/B12.jp2" -o bench/results/rd_uint16.json
 wait
+fool eval "$DATA/ucmerced/dev" --limit 42 --msssim -o bench/results/rd_ucmerced_dev_msssim.json
 python bench/ablation.py --data "$DATA"
 python bench/model_card.py --model fool-m
