@@ -66,17 +66,11 @@ class CropSource:
             with rasterio.open(f) as ds:
                 arr = ds.read()
                 dtype = ds.dtypes[0]
-            deep = False
-            if dtype in INTEGER_DTYPES:
-                bits = bits_for_max(arr.max(), dtype)
-                deep = bits > 8
-                # as the tiler does: >8-bit bands are stretched by their own min/max
-                data = (
-                    np.stack([BandRange(float(b.min()), float(b.max())).to_unit(b) for b in arr])
-                    if deep
-                    else integer_range(bits).to_unit(arr)
-                )
-            else:
+            bits = bits_for_max(arr.max(), dtype) if dtype in INTEGER_DTYPES else None
+            deep = bits is not None and bits > 8
+            if bits == 8:
+                data = integer_range(8).to_unit(arr)
+            else:  # as the tiler does: deeper and float bands are stretched by their own min/max
                 data = np.stack([BandRange(float(b.min()), float(b.max())).to_unit(b) for b in arr])
             if min(data.shape[1:]) < crop:
                 continue

@@ -150,14 +150,11 @@ class SceneReader:
         if has_nan and self.mask_kind == "none":
             self.mask_kind = "nan"
         lo[~np.isfinite(lo)], hi[~np.isfinite(hi)] = 0.0, 0.0
+        self.ranges = [bandlib.BandRange(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
         if self.dtype in ("uint16", "uint32"):
             self.bits = [int(nbits) if tagged else bandlib.bits_for_max(h, self.dtype) for h in hi]
             if self.value_range == "bitdepth":
                 self.ranges = [bandlib.integer_range(b) for b in self.bits]
-            else:
-                self.ranges = [bandlib.BandRange(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
-        else:
-            self.ranges = [bandlib.BandRange(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
     def windows(self, rows: int = 512):
         from rasterio.windows import Window

@@ -15,10 +15,6 @@ from shared.nn.codec import FoolCodec
 from shared.nn.layers import SubpixelUp
 
 
-def load_checkpoint(path: Path) -> FoolCodec:
-    return FoolCodec.load(path)
-
-
 def quantise_hyper_synthesis(model: FoolCodec) -> list[intnet.IntConv]:
     layers, mods = [], list(model.h_s)
     for i, mod in enumerate(mods):
@@ -35,7 +31,7 @@ def quantise_hyper_synthesis(model: FoolCodec) -> list[intnet.IntConv]:
 
 def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None = None) -> LatentCodec:
     """Write ``<name>.pt`` (weights) and ``<name>.npz`` (tables) into ``out_dir``."""
-    model = load_checkpoint(checkpoint)
+    model = FoolCodec.load(checkpoint)
     model.update(force=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"{name}.pt"
