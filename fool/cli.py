@@ -58,8 +58,34 @@ def main() -> None:
     type=click.Path(exists=True, path_type=Path),
     help="Start from shipped weights, e.g. models/fool-m.pt (used only when OUT has no checkpoint yet).",
 )
+@click.option(
+    "--dec-blocks",
+    type=click.IntRange(0, 8),
+    default=None,
+    help="Residual blocks per synthesis stage of a new or --init model; a plain decoder can be deepened.",
+)
+@click.option(
+    "--context/--no-context",
+    default=None,
+    help="Add (or drop) the checkerboard context of a new or --init model [default: as --init].",
+)
 def train(
-    data, out, exclude, steps, max_minutes, batch, crop, lr, lr_min, gray_prob, deep_prob, device, no_autocast, init
+    data,
+    out,
+    exclude,
+    steps,
+    max_minutes,
+    batch,
+    crop,
+    lr,
+    lr_min,
+    gray_prob,
+    deep_prob,
+    device,
+    no_autocast,
+    init,
+    dec_blocks,
+    context,
 ) -> None:
     """Train or resume the variable-rate codec on folders of images/scenes."""
     from ground.train import TrainOptions
@@ -80,6 +106,8 @@ def train(
         device=device,
         autocast=not no_autocast,
         init=init,
+        dec_blocks=dec_blocks,
+        context=context,
     )
     run(opts, log=click.echo)
 

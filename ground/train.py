@@ -8,6 +8,7 @@ logged step is appended to a CSV so curves survive restarts.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.errors import FoolError
+from shared.errors import FoolError, ModelError
 
 IMAGE_SUFFIXES = {".webp", ".tif", ".tiff", ".png", ".jpg", ".jp2"}
 
@@ -41,6 +42,8 @@ class TrainOptions:
     log_every: int = 50
     seed: int = 0
     init: Path | None = None  # start from shipped weights (e.g. models/fool-m.pt) when no checkpoint exists
+    dec_blocks: int | None = None  # deepen the synthesis of a new or initialised model (None: keep)
+    context: bool | None = None  # add the checkerboard context to a new or initialised model (None: keep)
 
 
 class CropSource:
@@ -127,7 +130,7 @@ def train(opts: TrainOptions, log=print) -> Path:
     """Train (or resume) a codec; returns the checkpoint path."""
     import torch
 
-    from shared.nn.codec import CodecConfig, FoolCodec
+    from shared.nn.codec import CodecConfig, FoolCodec, deepen_state
 
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed + int(time.time()))
@@ -143,23 +146,48 @@ def train(opts: TrainOptions, log=print) -> Path:
         f"{len(source.deep)} high-bit-depth single bands"
     )
 
-    config = CodecConfig()
+    state, init_model = None, None
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        config = CodecConfig.from_dict(state["config"])
+    elif opts.init is not None:
+        init_model = FoolCodec.load(opts.init)
+        config = init_model.config
+    else:
+        config = CodecConfig()
+    if state is None and opts.dec_blocks is not None:
+        config = dataclasses.replace(config, dec_blocks=opts.dec_blocks)
+    if state is None and opts.context is not None:
+        config = dataclasses.replace(config, context=opts.context)
     model = FoolCodec(config).to(device)
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     opt = torch.optim.Adam(main_params, lr=opts.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step, elapsed_before, lineage = 0, 0.0, []
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
         step, elapsed_before = state["step"], state.get("train_seconds", 0.0)
         lineage = state.get("lineage", [])
         log(f"resumed from {ckpt_path} at step {step}")
-    elif opts.init is not None:
-        model.load_state_dict(FoolCodec.load(opts.init).state_dict(), strict=False)
+    elif init_model is not None:
+        weights = init_model.state_dict()
+        if init_model.config.dec_blocks == 0 and config.dec_blocks > 0:
+            weights = deepen_state(weights, config.dec_blocks)
+        elif init_model.config.dec_blocks != config.dec_blocks:
+            raise ModelError(
+                f"cannot change the synthesis depth from {init_model.config.dec_blocks} to {config.dec_blocks} blocks"
+            )
+        if not config.context:
+            weights = {k: v for k, v in weights.items() if not k.startswith("context.")}
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        # new blocks and a new context start as the identity; CDF tables are rebuilt at release
+        grown = (".body.", "context.", "_cdf", "_offset", "_length")
+        new = [k for k in missing if not any(g in k for g in grown)]
+        if new or unexpected:
+            raise ModelError(f"{opts.init} does not fit the model: missing {new[:3]}, unexpected {unexpected[:3]}")
         lineage = init_lineage(opts.init)
         log(f"initialised from {opts.init} (fresh optimiser state; {sum(r['steps'] for r in lineage)} steps before)")
 

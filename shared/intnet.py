@@ -75,6 +75,30 @@ def hyper_params(z_hat: np.ndarray, layers: list[IntConv]) -> tuple[np.ndarray, 
     raise ValueError("integer hyper-synthesis has no layers")
 
 
+#: Anchors are clipped to this magnitude before the context convolution, so its integer sums
+#: stay below 2**53 (exact) even for hostile payloads that decode to huge escape symbols.
+CONTEXT_LIMIT = 2.0**16
+
+
+def anchor_mask(h: int, w: int) -> np.ndarray:
+    """True where (row + col) is even: the checkerboard half of a latent coded first."""
+    return (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0
+
+
+def context_params(anchors: np.ndarray, layer: IntConv, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Checkerboard context: (scale, mean) corrections, each (M, n), at the ``n`` positions
+    where the boolean (h, w) mask ``at`` is set, from the decoded anchors (M, h, w; zero
+    elsewhere). Input is the anchors and their magnitudes on the fixed-point grid, as in
+    ``shared.nn.layers.CheckerboardContext``; the sum is exact and the rescale a power of two."""
+    a = np.rint(np.clip(np.asarray(anchors, dtype=np.float64), -CONTEXT_LIMIT, CONTEXT_LIMIT) * 2.0**FRAC_BITS)
+    a = np.pad(np.concatenate([a, np.abs(a)]), ((0, 0), (1, 1), (1, 1)))
+    cols = sliding_window_view(a, (3, 3), axis=(1, 2))[:, at]  # (2M, n, 3, 3)
+    cols = cols.transpose(1, 0, 2, 3).reshape(cols.shape[1], -1)
+    out = (cols @ layer.weight.T + layer.bias) * np.exp2(-(layer.shift + FRAC_BITS))
+    d_scales, d_means = np.split(out.T, 2)
+    return d_scales, d_means
+
+
 def snap(values: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Round final-layer outputs back onto their fixed-point grid (per-channel ``shift``).
 
@@ -85,25 +109,25 @@ def snap(values: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return np.rint(values * scale) / scale
 
 
-def pack(layers: list[IntConv]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {"hs_count": np.array(len(layers))}
+def pack(layers: list[IntConv], prefix: str = "hs") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {f"{prefix}_count": np.array(len(layers))}
     for i, layer in enumerate(layers):
-        out[f"hs{i}_w"] = layer.weight.astype(np.int16)  # 12-bit values
-        out[f"hs{i}_b"] = layer.bias.astype(np.int64)
-        out[f"hs{i}_shift"] = layer.shift.astype(np.int32)
-        out[f"hs{i}_flags"] = np.array([int(layer.relu), layer.shuffle])
+        out[f"{prefix}{i}_w"] = layer.weight.astype(np.int16)  # 12-bit values
+        out[f"{prefix}{i}_b"] = layer.bias.astype(np.int64)
+        out[f"{prefix}{i}_shift"] = layer.shift.astype(np.int32)
+        out[f"{prefix}{i}_flags"] = np.array([int(layer.relu), layer.shuffle])
     return out
 
 
-def unpack(arrays) -> list[IntConv]:
+def unpack(arrays, prefix: str = "hs") -> list[IntConv]:
     layers = []
-    for i in range(int(arrays["hs_count"])):
-        relu, shuffle = (int(v) for v in arrays[f"hs{i}_flags"])
+    for i in range(int(arrays[f"{prefix}_count"]) if f"{prefix}_count" in arrays else 0):
+        relu, shuffle = (int(v) for v in arrays[f"{prefix}{i}_flags"])
         layers.append(
             IntConv(
-                arrays[f"hs{i}_w"].astype(np.float64),
-                arrays[f"hs{i}_b"].astype(np.float64),
-                arrays[f"hs{i}_shift"].astype(np.int64),
+                arrays[f"{prefix}{i}_w"].astype(np.float64),
+                arrays[f"{prefix}{i}_b"].astype(np.float64),
+                arrays[f"{prefix}{i}_shift"].astype(np.int64),
                 bool(relu),
                 shuffle,
             )

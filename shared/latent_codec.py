@@ -43,6 +43,7 @@ class LatentCodec:
     gains: np.ndarray  # (L, M) float64
     inv_gains: np.ndarray  # (L, M) float64
     hyper: list[intnet.IntConv]
+    context: intnet.IntConv | None = None  # checkerboard context (models trained with one)
 
     @property
     def levels(self) -> int:
@@ -70,6 +71,7 @@ class LatentCodec:
             gains=a["gains"].astype(np.float64),
             inv_gains=a["inv_gains"].astype(np.float64),
             hyper=intnet.unpack(a),
+            context=next(iter(intnet.unpack(a, "ctx")), None),
         )
 
     def gain_vectors(self, code: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,49 +88,94 @@ class LatentCodec:
         return np.broadcast_to(np.arange(nz, dtype=np.int32)[:, None, None], (nz, *shape))
 
     def _y_params(self, z_hat: np.ndarray, code: int):
+        """Hyperprior scales and means of y in the gained domain, their CDF indexes, the gains."""
         scales, means = intnet.hyper_params(z_hat[None], self.hyper)
         shift, m = self.hyper[-1].shift, scales.shape[1]
         scales, means = intnet.snap(scales, shift[:m]), intnet.snap(means, shift[m:])
         gain, inv = self.gain_vectors(code)
-        indexes = scale_indexes(scales[0] * gain, self.scale_table)
-        return indexes, means[0] * gain, gain, inv
+        scales_g = scales[0] * gain
+        return scales_g, scale_indexes(scales_g, self.scale_table), means[0] * gain, gain, inv
 
     def _z_hat(self, z_sym: np.ndarray) -> np.ndarray:
         """Dequantised hyper-latent: one float32 add, identical on every IEEE machine."""
         return (z_sym.astype(np.float32) + self.z_medians[:, None, None]).astype(np.float32)
 
+    def _context(self, anchors: np.ndarray, scales_g: np.ndarray, means_g: np.ndarray):
+        """Entropy parameters of the second checkerboard half, given the decoded first half."""
+        rest = ~intnet.anchor_mask(*anchors.shape[1:])
+        d_scales, d_means = intnet.context_params(anchors, self.context, rest)
+        scales_g, means_g = scales_g.copy(), means_g.copy()
+        scales_g[:, rest] = np.abs(scales_g[:, rest] + d_scales)
+        means_g[:, rest] = means_g[:, rest] + d_means
+        return rest, scale_indexes(scales_g[:, rest], self.scale_table), means_g
+
     def quantise(self, y: np.ndarray, z: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Analysis outputs -> integer symbols (z_sym, y_sym) and the y CDF indexes."""
         z_sym = np.rint(z.astype(np.float32) - self.z_medians[:, None, None]).astype(np.int32)
-        indexes, means_g, gain, _ = self._y_params(self._z_hat(z_sym), code)
-        y_sym = np.rint(y.astype(np.float64) * gain - means_g).astype(np.int32)
+        scales_g, indexes, means_g, gain, _ = self._y_params(self._z_hat(z_sym), code)
+        y_g = y.astype(np.float64) * gain
+        y_sym = np.rint(y_g - means_g).astype(np.int32)
+        if self.context is not None:
+            anchors = np.where(intnet.anchor_mask(*y.shape[1:]), y_sym + means_g, 0.0)
+            rest, rest_indexes, means_g = self._context(anchors, scales_g, means_g)
+            y_sym[:, rest] = np.rint(y_g[:, rest] - means_g[:, rest]).astype(np.int32)
+            indexes = indexes.copy()
+            indexes[:, rest] = rest_indexes
         return z_sym, y_sym, indexes
 
     def encode(self, y: np.ndarray, z: np.ndarray, code: int) -> bytes:
-        """y (M, h, w) and z (nz, h/4, w/4) from the analysis -> one tile-group payload."""
+        """y (M, h, w) and z (nz, h/4, w/4) from the analysis -> one tile-group payload.
+
+        Layout: u32 length of the hyper-latent stream, that stream, then the y stream; with a
+        context model the y stream is split in two (u32 length of the anchor stream, anchors,
+        the rest), because the rest can only be indexed once the anchors are decoded.
+        """
         z_sym, y_sym, indexes = self.quantise(y, z, code)
         z_bytes = self.z_table.encode(z_sym, self._z_indexes(z.shape[1:]))
-        y_bytes = self.y_table.encode(y_sym, indexes)
+        if self.context is None:
+            y_bytes = self.y_table.encode(y_sym, indexes)
+        else:
+            first = intnet.anchor_mask(*y.shape[1:])
+            a_bytes = self.y_table.encode(y_sym[:, first], indexes[:, first])
+            y_bytes = (
+                struct.pack("<I", len(a_bytes)) + a_bytes + self.y_table.encode(y_sym[:, ~first], indexes[:, ~first])
+            )
         return struct.pack("<I", len(z_bytes)) + z_bytes + y_bytes
 
     def decode_symbols(self, payload: bytes, latent_shape: tuple[int, int], code: int):
         """Payload -> (y symbols, means * gain, inverse gain): the bit-exact part of decoding."""
-        if len(payload) < 4:
-            raise ContainerError("tile payload is truncated")
-        (z_len,) = struct.unpack_from("<I", payload)
-        if z_len > len(payload) - 4:
-            raise ContainerError("tile payload declares more hyper-latent bytes than it holds")
+        z_len, pos = _length(payload, 0, "hyper-latent")
         h, w = latent_shape
         if h % 4 or w % 4 or h <= 0 or w <= 0:
             raise ContainerError(f"latent shape {latent_shape} is not a multiple of 4")
-        z_sym = self.z_table.decode(payload[4 : 4 + z_len], self._z_indexes((h // 4, w // 4)))
-        indexes, means_g, _, inv = self._y_params(self._z_hat(z_sym), code)
-        return self.y_table.decode(payload[4 + z_len :], indexes), means_g, inv
+        z_sym = self.z_table.decode(payload[pos : pos + z_len], self._z_indexes((h // 4, w // 4)))
+        scales_g, indexes, means_g, _, inv = self._y_params(self._z_hat(z_sym), code)
+        pos += z_len
+        if self.context is None:
+            return self.y_table.decode(payload[pos:], indexes), means_g, inv
+        a_len, pos = _length(payload, pos, "anchor")
+        first = intnet.anchor_mask(h, w)
+        y_sym = np.zeros(indexes.shape, dtype=np.int32)
+        y_sym[:, first] = self.y_table.decode(payload[pos : pos + a_len], indexes[:, first])
+        anchors = np.where(first, y_sym + means_g, 0.0)
+        rest, rest_indexes, means_g = self._context(anchors, scales_g, means_g)
+        y_sym[:, rest] = self.y_table.decode(payload[pos + a_len :], rest_indexes)
+        return y_sym, means_g, inv
 
     def decode(self, payload: bytes, latent_shape: tuple[int, int], code: int) -> np.ndarray:
         """Payload -> y_hat (M, h, w) float32 ready for the synthesis."""
         y_sym, means_g, inv = self.decode_symbols(payload, latent_shape, code)
         return ((y_sym + means_g) * inv).astype(np.float32)
+
+
+def _length(payload: bytes, pos: int, what: str) -> tuple[int, int]:
+    """A u32 stream length at ``pos``, checked against what the payload holds."""
+    if len(payload) < pos + 4:
+        raise ContainerError("tile payload is truncated")
+    (n,) = struct.unpack_from("<I", payload, pos)
+    if n > len(payload) - pos - 4:
+        raise ContainerError(f"tile payload declares more {what} bytes than it holds")
+    return n, pos + 4
 
 
 def file_sha256(path: Path) -> str:

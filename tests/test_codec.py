@@ -105,27 +105,91 @@ def test_integer_hyper_synthesis_tracks_float_network():
     assert np.abs(mi - m.numpy()).max() < 0.05 * max(1.0, float(m.abs().max()))
 
 
-def test_forward_matches_compress_path():
+def _assert_forward_matches_compress_path(model, codec: LatentCodec, quality: float) -> None:
     """The training forward pass and the bitstream path reconstruct the same latents."""
-    torch = pytest.importorskip("torch")
-    from shared.nn.codec import FoolCodec
+    import torch
 
-    files = find()
-    model = FoolCodec.load(files.weights)
-    model.eval()
-    codec = LatentCodec.load(files.tables)
     x = torch.rand(1, 3, 128, 128)
-    code = quality_code(4.0, codec.levels)
+    code = quality_code(quality, codec.levels)
     with torch.no_grad():
         y, z = model.analyse(x)
         y_hat = codec.decode(codec.encode(y[0].numpy(), z[0].numpy(), code), y.shape[2:], code)
         med = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
-        z_hat = torch.round(z - med) + med
-        scales, means = model.hyper_params(z_hat)
-        gain, inv = model.gains(torch.tensor([4.0]))
-        y_ref = (torch.round(y * gain - means * gain) + means * gain) * inv
+        scales, means = model.hyper_params(torch.round(z - med) + med)
+        gain, inv = model.gains(torch.tensor([quality]))
+        yg, mg = y * gain, means * gain
+        if model.context is not None:  # float context in training, integer one in the bitstream
+            _, mg = model.context_params(yg, scales.abs() * gain, mg)
+        y_ref = (torch.round(yg - mg) + mg) * inv
     diff = np.abs(y_hat - y_ref[0].numpy()) / inv[0].numpy()  # in quantisation steps
     # identical up to the fixed-point error of the mean, except where that error moves a
     # value across a rounding boundary (a whole step)
     assert np.median(diff) < 0.01
     assert (diff > 0.5).mean() < 0.01
+
+
+def test_forward_matches_compress_path():
+    pytest.importorskip("torch")
+    from shared.nn.codec import FoolCodec
+
+    files = find()
+    _assert_forward_matches_compress_path(FoolCodec.load(files.weights), LatentCodec.load(files.tables), 4.0)
+
+
+@pytest.fixture(scope="module")
+def context_model(tmp_path_factory):
+    """The shipped model with a (random, small) checkerboard context, released like a trained one."""
+    torch = pytest.importorskip("torch")
+    import dataclasses
+
+    from shared.nn.codec import FoolCodec
+    from shared.nn.release import release
+
+    base = FoolCodec.load(find().weights)
+    model = FoolCodec(dataclasses.replace(base.config, context=True))
+    model.load_state_dict(base.state_dict(), strict=False)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        model.context.weight.normal_(0, 0.01)
+    out = tmp_path_factory.mktemp("ctx")
+    torch.save({"config": model.config.to_dict(), "model": model.state_dict()}, out / "ckpt.pt")
+    codec = release(out / "ckpt.pt", "ctx-test", out)
+    return FoolCodec.load(out / "ctx-test.pt").eval(), codec
+
+
+def test_context_round_trip_is_exact_and_uses_the_context(context_model, codec):
+    _, ctx = context_model
+    assert ctx.context is not None and codec.context is None
+    rng = np.random.default_rng(6)
+    y = rng.normal(0, 3, (ctx.gains.shape[1], 8, 12)).astype(np.float32)
+    z = rng.normal(0, 2, (ctx.z_medians.shape[0], 2, 3)).astype(np.float32)
+    code = quality_code(5.0, ctx.levels)
+    payload = ctx.encode(y, z, code)
+    z_sym, y_sym, _ = ctx.quantise(y, z, code)
+    assert np.array_equal(ctx.decode_symbols(payload, (8, 12), code)[0], y_sym)
+    gain, inv = ctx.gain_vectors(code)
+    y_hat = ctx.decode(payload, (8, 12), code)
+    assert np.all(np.abs(y * gain - y_hat / inv) <= 0.5 + 1e-3)
+    # the second half is quantised around context-corrected means, unlike the plain model
+    assert not np.array_equal(y_hat, codec.decode(codec.encode(y, z, code), (8, 12), code))
+
+
+def test_context_payload_damage_is_a_container_error_or_decodes(context_model):
+    _, ctx = context_model
+    rng = np.random.default_rng(7)
+    y = rng.normal(0, 3, (ctx.gains.shape[1], 8, 8)).astype(np.float32)
+    z = rng.normal(0, 2, (ctx.z_medians.shape[0], 2, 2)).astype(np.float32)
+    payload = ctx.encode(y, z, 1024)
+    for cut in (3, 10):
+        with pytest.raises(ContainerError):
+            ctx.decode(payload[:cut], (8, 8), 1024)
+    # a tail cut inside the last stream decodes to garbage of the right shape (the tile CRC catches it)
+    assert ctx.decode(payload[:-5], (8, 8), 1024).shape == (ctx.gains.shape[1], 8, 8)
+    (z_len,) = np.frombuffer(payload[:4], "<u4")
+    liar = payload[: 4 + z_len] + b"\xff\xff\xff\x7f" + payload[8 + z_len :]
+    with pytest.raises(ContainerError, match="anchor"):
+        ctx.decode(liar, (8, 8), 1024)
+
+
+def test_context_forward_matches_compress_path(context_model):
+    _assert_forward_matches_compress_path(*context_model, 6.0)

@@ -42,3 +42,34 @@ def test_train_resume_and_lineage(images, tmp_path):
     state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     assert [r["steps"] for r in state["lineage"]] == [3]
     assert [r["steps"] for r in init_lineage(tmp_path / "b" / "checkpoint.pt")] == [3, 1]
+
+
+def test_grow_a_plain_model_keeps_its_output(images, tmp_path):
+    """--dec-blocks / --context on an --init model: new parts start as the identity, so the
+    grown model decodes exactly what the plain one did before its first step."""
+    from shared.nn.codec import FoolCodec
+
+    plain = TrainOptions(data=[images], out=tmp_path / "plain", steps=1, batch=2, crop=64)
+    ckpt = train(plain, log=lambda *_: None)
+    grown = TrainOptions(
+        data=[images], out=tmp_path / "grown", steps=0, batch=2, crop=64, init=ckpt, dec_blocks=1, context=True
+    )
+    train(grown, log=lambda *_: None)
+    a, b = FoolCodec.load(ckpt), FoolCodec.load(tmp_path / "grown" / "checkpoint.pt")
+    assert b.config.dec_blocks == 1 and b.config.context and a.config.dec_blocks == 0
+    y = torch.randn(1, a.config.m, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(a.synthesise(y), b.synthesise(y))
+        s, m = torch.rand(1, a.config.m, 4, 4), torch.randn(1, a.config.m, 4, 4)
+        s2, m2 = b.context_params(y, s, m)
+        assert torch.equal(s2, s) and torch.equal(m2, m)
+    grown.steps, grown.out = 1, tmp_path / "grown2"
+    train(grown, log=lambda *_: None)  # and it trains
+    back = TrainOptions(data=[images], out=tmp_path / "shallow", steps=0, crop=64, init=ckpt, dec_blocks=0)
+    train(back, log=lambda *_: None)
+    deep = TrainOptions(
+        data=[images], out=tmp_path / "bad", steps=0, crop=64, init=tmp_path / "grown2" / "checkpoint.pt"
+    )
+    deep.dec_blocks = 2
+    with pytest.raises(Exception, match="synthesis depth"):
+        train(deep, log=lambda *_: None)

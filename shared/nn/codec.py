@@ -18,7 +18,15 @@ import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import nn
 
-from shared.nn.layers import analysis, hyper_analysis, hyper_synthesis, ste_round, synthesis
+from shared.nn.layers import (
+    CheckerboardContext,
+    analysis,
+    anchor_mask,
+    hyper_analysis,
+    hyper_synthesis,
+    ste_round,
+    synthesis,
+)
 
 #: Lambdas of the trained levels, for MSE on [0, 1] pixels scaled by 255**2 (compressai's scale).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
@@ -33,6 +41,8 @@ class CodecConfig:
     n_dec: int = 96
     m: int = 128
     nz: int = 64
+    dec_blocks: int = 0  # residual bottlenecks per synthesis stage (ground only; 0 = the v1 decoder)
+    context: bool = False  # checkerboard context: second half of y coded given the first
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
     def to_dict(self) -> dict:
@@ -49,6 +59,22 @@ def _scale_table(lo: float = 0.11, hi: float = 256.0, levels: int = 64) -> torch
     return torch.exp(torch.linspace(torch.log(torch.tensor(lo)), torch.log(torch.tensor(hi)), levels))
 
 
+def deepen_state(state: dict[str, torch.Tensor], blocks: int) -> dict[str, torch.Tensor]:
+    """Rename a plain decoder's weights (``g_s.0`` .. ``g_s.6``) to the staged layout that
+    :func:`shared.nn.layers.synthesis` builds when ``blocks > 0``; new blocks keep their
+    identity initialisation, so the deeper model starts exactly where the plain one was."""
+    if blocks == 0:
+        return state
+    out = {}
+    for key, value in state.items():
+        if key.startswith("g_s."):
+            _, idx, rest = key.split(".", 2)
+            i = int(idx)
+            key = f"g_s.3.{rest}" if i == 6 else f"g_s.{i // 2}.{i % 2}.{rest}"
+        out[key] = value
+    return out
+
+
 class FoolCodec(nn.Module):
     """Contract as compressai: ``forward`` for training, the runtimes build compress/decompress
     from :meth:`analyse`, :meth:`hyper_params` and :meth:`synthesise`, the same helpers
@@ -61,7 +87,8 @@ class FoolCodec(nn.Module):
         self.g_a = analysis(c.channels, c.n_enc, c.m)
         self.h_a = hyper_analysis(c.m, c.n_enc, c.nz)
         self.h_s = hyper_synthesis(c.nz, c.n_dec, c.m)
-        self.g_s = synthesis(c.channels, c.n_dec, c.m)
+        self.g_s = synthesis(c.channels, c.n_dec, c.m, c.dec_blocks)
+        self.context = CheckerboardContext(c.m) if c.context else None
         levels = len(c.lambdas)
         init = torch.linspace(-1.5, 1.5, levels)[:, None].repeat(1, c.m)
         self.log_gain = nn.Parameter(init.clone())
@@ -108,6 +135,16 @@ class FoolCodec(nn.Module):
         scales, means = self.h_s(z_hat).float().chunk(2, 1)
         return scales, means
 
+    def context_params(self, yg: torch.Tensor, sg: torch.Tensor, mg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scales and means (gained domain) of every latent once the anchors are known; the
+        anchors keep their hyperprior parameters. Mirrors ``LatentCodec`` on the numpy side."""
+        mask = anchor_mask(*yg.shape[2:], device=yg.device)
+        anchors = (ste_round(yg - mg) + mg) * mask
+        d_scales, d_means = self.context(anchors)
+        scales = mask * sg + (1 - mask) * (sg + d_scales).abs()
+        means = mg + (1 - mask) * d_means
+        return scales, means
+
     def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat)
 
@@ -120,6 +157,8 @@ class FoolCodec(nn.Module):
             scales, means = self.hyper_params(z_hat)
         gain, inv = self.gains(quality)
         yg, mg, sg = y * gain, means * gain, scales.abs() * gain
+        if self.context is not None:
+            sg, mg = self.context_params(yg, sg, mg)
         _, y_lik = self.gaussian_conditional(yg, sg, means=mg)
         y_hat = (ste_round(yg - mg) + mg) * inv
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):

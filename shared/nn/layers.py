@@ -33,17 +33,52 @@ def analysis(in_ch: int, n: int, m: int) -> nn.Sequential:
     return nn.Sequential(conv(in_ch, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m))
 
 
-def synthesis(out_ch: int, n: int, m: int) -> nn.Sequential:
-    """Ground decoder: mirror of :func:`analysis`, may be wider because the ground has compute."""
-    return nn.Sequential(
-        deconv(m, n),
-        GDN(n, inverse=True),
-        deconv(n, n),
-        GDN(n, inverse=True),
-        deconv(n, n),
-        GDN(n, inverse=True),
-        deconv(n, out_ch),
-    )
+class ResidualBottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 residual block at half width (ELIC's ResidualBottleneckBlock).
+
+    It deepens the ground synthesis for a sixth of the cost of a 5x5 deconvolution. The last
+    convolution starts at zero, so a block added to a trained decoder starts as the identity:
+    a model can grow deeper without losing what it has learned.
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        h = n // 2
+        self.body = nn.Sequential(
+            nn.Conv2d(n, h, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(h, h, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(h, n, 1),
+        )
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def synthesis(out_ch: int, n: int, m: int, blocks: int = 0) -> nn.Sequential:
+    """Ground decoder: mirror of :func:`analysis`, deeper because the ground has compute.
+
+    ``blocks`` residual bottlenecks follow each of the three inner upsampling stages;
+    :func:`shared.nn.codec.deepen_state` maps a plain decoder's weights into this layout.
+    """
+
+    def stage(in_ch: int) -> nn.Sequential:
+        return nn.Sequential(deconv(in_ch, n), GDN(n, inverse=True), *(ResidualBottleneck(n) for _ in range(blocks)))
+
+    if blocks == 0:  # the layout the first models were trained and shipped with
+        return nn.Sequential(
+            deconv(m, n),
+            GDN(n, inverse=True),
+            deconv(n, n),
+            GDN(n, inverse=True),
+            deconv(n, n),
+            GDN(n, inverse=True),
+            deconv(n, out_ch),
+        )
+    return nn.Sequential(stage(m), stage(n), stage(n), deconv(n, out_ch))
 
 
 def hyper_analysis(m: int, n: int, nz: int) -> nn.Sequential:
@@ -61,6 +96,32 @@ def hyper_synthesis(nz: int, n: int, m: int) -> nn.Sequential:
         nn.ReLU(inplace=True),
         nn.Conv2d(n, 2 * m, 3, padding=1),
     )
+
+
+def anchor_mask(h: int, w: int, device=None) -> torch.Tensor:
+    """1 where (row + col) is even: the checkerboard half of a latent coded first."""
+    idx = torch.arange(h, device=device)[:, None] + torch.arange(w, device=device)[None, :]
+    return (idx % 2 == 0).float()[None, None]
+
+
+class CheckerboardContext(nn.Conv2d):
+    """Entropy parameters of the second checkerboard half from the decoded first half
+    (He et al. 2021, "Checkerboard context model"): one bias-free 3x3 convolution from the
+    anchors and their magnitudes to additive (scale, mean) corrections.
+
+    Bias-free and positively homogeneous, so the same weights serve every quality: a gain
+    that scales the latent scales the corrections with it. One layer, 3x3, exact in the
+    integer network, so both sides derive identical CDF indexes (see ``shared/intnet.py``).
+    It starts at zero, so a model without context loads into it unchanged.
+    """
+
+    def __init__(self, m: int) -> None:
+        super().__init__(2 * m, 2 * m, 3, padding=1, bias=False)
+        nn.init.zeros_(self.weight)
+
+    def forward(self, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        d_scales, d_means = super().forward(torch.cat([anchors, anchors.abs()], 1)).chunk(2, 1)
+        return d_scales, d_means
 
 
 class STERound(torch.autograd.Function):

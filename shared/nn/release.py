@@ -29,6 +29,14 @@ def quantise_hyper_synthesis(model: FoolCodec) -> list[intnet.IntConv]:
     return layers
 
 
+def quantise_context(model: FoolCodec) -> list[intnet.IntConv]:
+    """The checkerboard context as one integer layer (none for models without context)."""
+    if model.context is None:
+        return []
+    w = model.context.weight.detach().numpy()
+    return [intnet.quantise_conv(w, np.zeros(w.shape[0], dtype=np.float64), relu=False, shuffle=1)]
+
+
 def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None = None) -> LatentCodec:
     """Write ``<name>.pt`` (weights) and ``<name>.npz`` (tables) into ``out_dir``."""
     model = FoolCodec.load(checkpoint)
@@ -46,19 +54,23 @@ def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None 
         "onboard": sum(p.numel() for m in (model.g_a, model.h_a) for p in m.parameters()),
         "total": sum(p.numel() for p in model.parameters()),
     }
-    arrays = {
-        "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-        "z_cdf": eb._quantized_cdf.numpy().astype(np.int32),
-        "z_len": eb._cdf_length.numpy().astype(np.int32),
-        "z_off": eb._offset.numpy().astype(np.int32),
-        "z_medians": eb._get_medians().detach().reshape(-1).numpy().astype(np.float32),
-        "y_cdf": gc._quantized_cdf.numpy().astype(np.int32),
-        "y_len": gc._cdf_length.numpy().astype(np.int32),
-        "y_off": gc._offset.numpy().astype(np.int32),
-        "scale_table": gc.scale_table.numpy().astype(np.float64),
-        "gains": torch.exp(model.log_gain.detach()).double().numpy(),
-        "inv_gains": torch.exp(model.log_inv_gain.detach()).double().numpy(),
-    } | intnet.pack(quantise_hyper_synthesis(model))
+    arrays = (
+        {
+            "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            "z_cdf": eb._quantized_cdf.numpy().astype(np.int32),
+            "z_len": eb._cdf_length.numpy().astype(np.int32),
+            "z_off": eb._offset.numpy().astype(np.int32),
+            "z_medians": eb._get_medians().detach().reshape(-1).numpy().astype(np.float32),
+            "y_cdf": gc._quantized_cdf.numpy().astype(np.int32),
+            "y_len": gc._cdf_length.numpy().astype(np.int32),
+            "y_off": gc._offset.numpy().astype(np.int32),
+            "scale_table": gc.scale_table.numpy().astype(np.float64),
+            "gains": torch.exp(model.log_gain.detach()).double().numpy(),
+            "inv_gains": torch.exp(model.log_inv_gain.detach()).double().numpy(),
+        }
+        | intnet.pack(quantise_hyper_synthesis(model))
+        | intnet.pack(quantise_context(model), "ctx")
+    )
     tmp = out_dir / f".{name}.npz.tmp.npz"
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, out_dir / f"{name}.npz")
