@@ -146,8 +146,11 @@ def main() -> None:
         f"- **id**: `{args.model}@{meta['weights_sha256'][:16]}` "
         f"(SHA-256 of `{args.model}.pt`: `{meta['weights_sha256']}`)",
         f"- **architecture**: mean-scale hyperprior, analysis N={c['n_enc']} M={c['m']} (GDN, 4× stride-2 5×5), "
-        f"hyper-latent {c['nz']} ch, synthesis N={c['n_dec']}; integer hyper-synthesis (12-bit weights, 8 fractional "
-        f"bits); {len(c['lambdas'])} gain-vector rate levels",
+        f"hyper-latent {c['nz']} ch, synthesis N={c['n_dec']}"
+        + (f" with {c['dec_blocks']} residual bottleneck blocks per stage" if c.get("dec_blocks") else "")
+        + "; integer hyper-synthesis (12-bit weights, 8 fractional bits)"
+        + ("; checkerboard context (one integer 3×3 conv, two-pass)" if c.get("context") else "")
+        + f"; {len(c['lambdas'])} gain-vector rate levels",
         f"- **parameters**: onboard (analysis + hyper-analysis) {meta['parameters']['onboard']:,}; "
         f"total {meta['parameters']['total']:,}",
         f"- **λ levels** (MSE on 8-bit scale, quality 1…{len(c['lambdas'])}): {', '.join(map(str, c['lambdas']))}",
