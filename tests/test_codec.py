@@ -65,10 +65,15 @@ def test_damaged_payload_raises_cleanly(codec, damage):
 
 
 def test_garbage_bytes_never_crash(codec):
+    _decode_garbage(codec)
+
+
+def _decode_garbage(codec: LatentCodec) -> None:
     rng = np.random.default_rng(4)
     for _ in range(20):
         junk = rng.integers(0, 256, rng.integers(12, 400)).astype(np.uint8).tobytes()
-        junk = (4).to_bytes(4, "little") + junk
+        # plausible stream lengths, so the junk reaches the rANS decoders (both halves with a context)
+        junk = (8).to_bytes(4, "little") + junk[:8] + (len(junk) // 3).to_bytes(4, "little") + junk[8:]
         try:
             out = codec.decode(junk, (8, 8), 1024)
             assert out.shape == (codec.gains.shape[1], 8, 8)
@@ -192,6 +197,10 @@ def test_context_payload_damage_is_a_container_error_or_decodes(context_model):
     liar = payload[: 4 + z_len] + b"\xff\xff\xff\x7f" + payload[8 + z_len :]
     with pytest.raises(ContainerError, match="anchor"):
         ctx.decode(liar, (8, 8), 1024)
+
+
+def test_context_garbage_bytes_never_crash(context_model):
+    _decode_garbage(context_model[1])
 
 
 def test_context_forward_matches_compress_path(context_model):
