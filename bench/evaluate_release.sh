@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Release the newest checkpoint and regenerate every number of the model card.
 #   bash bench/evaluate_release.sh [runs/fool-m] [../shared/data]
+# The run's log is appended to models/fool-m.train_log.csv (bench/append_log.py); append any
+# earlier runs of its lineage first.
 set -euo pipefail
 RUN=${1:-runs/fool-m}
 DATA=${2:-../shared/data}
 mkdir -p bench/results
 fool release "$RUN/checkpoint.pt" --name fool-m
-cp "$RUN/train_log.csv" models/fool-m.train_log.csv
+python bench/append_log.py "$RUN" --into models/fool-m.train_log.csv
 fool plot-log models/fool-m.train_log.csv -o models/fool-m.train_log.png
 fool eval "$DATA/ucmerced/dev" -o bench/results/rd_ucmerced_dev.json &
 fool eval "$DATA/scenes/naip/m_4709963_se_14_1_20200831.tif" -o bench/results/rd_naip.json
