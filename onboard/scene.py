@@ -119,7 +119,7 @@ class SceneReader:
         8-bit bands map 0..255 (the content the model was trained on already spans it).
         Deeper bands map their scanned min..max (``value_range="scene"``): an 11- or 12-bit
         band rarely fills its bit depth, and stretching it costs no bits (two numbers per band
-        in the header) but measured -8.3 % BD-rate on the uint16 scenes (bench/ablation.py).
+        in the header) but measured -13.5 % BD-rate on the uint16 scenes (bench/ablation.py).
         ``"bitdepth"`` keeps the v1 behaviour, 0..2**bits-1.
         """
         ds, k = self.ds, len(self.bands)

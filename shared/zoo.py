@@ -10,7 +10,7 @@ from shared.errors import ModelError
 
 DEFAULT_MODEL = "fool-m"
 #: Default quality on the 1..8 scale: ~0.7 bpp on aerial RGB (0.23 per band, ~35:1), the mid-rate
-#: where fool-m is closest to JPEG 2000 (it loses more at high rates; see models/README.md).
+#: where fool-m is closest to JPEG 2000 (qualities 3-4; it loses more at high rates, see models/README.md).
 DEFAULT_QUALITY = 3.0
 
 
