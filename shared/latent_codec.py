@@ -43,7 +43,7 @@ class LatentCodec:
     gains: np.ndarray  # (L, M) float64
     inv_gains: np.ndarray  # (L, M) float64
     hyper: list[intnet.IntConv]
-    context: intnet.IntConv | None = None  # checkerboard context (models trained with one)
+    context: intnet.IntConv | None = None  # checkerboard context, reduced by intnet.cross_taps
 
     @property
     def levels(self) -> int:
@@ -71,7 +71,7 @@ class LatentCodec:
             gains=a["gains"].astype(np.float64),
             inv_gains=a["inv_gains"].astype(np.float64),
             hyper=intnet.unpack(a),
-            context=next(iter(intnet.unpack(a, "ctx")), None),
+            context=next((intnet.cross_taps(c) for c in intnet.unpack(a, "ctx")), None),
         )
 
     def gain_vectors(self, code: int) -> tuple[np.ndarray, np.ndarray]:

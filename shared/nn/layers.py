@@ -65,20 +65,13 @@ def synthesis(out_ch: int, n: int, m: int, blocks: int = 0) -> nn.Sequential:
     :func:`shared.nn.codec.deepen_state` maps a plain decoder's weights into this layout.
     """
 
-    def stage(in_ch: int) -> nn.Sequential:
-        return nn.Sequential(deconv(in_ch, n), GDN(n, inverse=True), *(ResidualBottleneck(n) for _ in range(blocks)))
+    def stage(in_ch: int) -> list[nn.Module]:
+        return [deconv(in_ch, n), GDN(n, inverse=True), *(ResidualBottleneck(n) for _ in range(blocks))]
 
-    if blocks == 0:  # the layout the first models were trained and shipped with
-        return nn.Sequential(
-            deconv(m, n),
-            GDN(n, inverse=True),
-            deconv(n, n),
-            GDN(n, inverse=True),
-            deconv(n, n),
-            GDN(n, inverse=True),
-            deconv(n, out_ch),
-        )
-    return nn.Sequential(stage(m), stage(n), stage(n), deconv(n, out_ch))
+    stages = [stage(m), stage(n), stage(n)]
+    if blocks == 0:  # flat, the layout the first models were trained and shipped with
+        return nn.Sequential(*(layer for s in stages for layer in s), deconv(n, out_ch))
+    return nn.Sequential(*(nn.Sequential(*s) for s in stages), deconv(n, out_ch))
 
 
 def hyper_analysis(m: int, n: int, nz: int) -> nn.Sequential:
