@@ -1,6 +1,6 @@
 """Write models/README.md (the model card) from eval results and the training log.
 
-    python bench/model_card.py --model fool-m
+    python bench/model_card.py --model fool-m --model fool-m16
 
 Reads bench/results/rd_*.json written by `fool eval` and models/<name>.train_log.csv, so
 every number in the card is traceable to a rerunnable command.
@@ -34,7 +34,7 @@ SETS = {
         "PSNR peak 8191)",
         "fool eval ../shared/data/scenes/worldview3/pan_0p5m.tif "
         "../shared/data/scenes/sentinel2_l1c_20m/B11.jp2 ../shared/data/scenes/sentinel2_l1c_20m/B12.jp2 "
-        "-o bench/results/rd_uint16.json",
+        "--model fool-m16 --model fool-m -o bench/results/rd_uint16.json",
     ),
 }
 
@@ -43,7 +43,7 @@ def fmt(x, spec="+.1f", unit="%"):
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:{spec}}{unit}"
 
 
-def section(key: str, title: str, cmd: str, model: str) -> list[str]:
+def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
     path = ROOT / "bench" / "results" / f"rd_{key}.json"
     if not path.exists():
         return [f"### {title}", "", f"Not measured yet: `{cmd}`", ""]
@@ -91,13 +91,13 @@ def section(key: str, title: str, cmd: str, model: str) -> list[str]:
         for k, v in matched.items():
             cells = [fmt(v[q]["delta_psnr_db"], "+.2f", " dB") if v[q]["images"] else "out of range" for q in qs]
             out.append(f"| {k} | " + " | ".join(cells) + " |")
-    sp = s["speed"].get(model)
-    if sp:
-        out += [
-            "",
-            f"Speed in this benchmark (whole pipeline incl. GeoTIFF I/O, 2 cores): encode "
-            f"{sp['encode_mp_s']:.2f} MP/s, decode {sp['decode_mp_s']:.2f} MP/s.",
-        ]
+    for name, sp in s["speed"].items():
+        if name in models:
+            out += [
+                "",
+                f"Speed of {name} in this benchmark (whole pipeline incl. GeoTIFF I/O, 2 cores): encode "
+                f"{sp['encode_mp_s']:.2f} MP/s, decode {sp['decode_mp_s']:.2f} MP/s.",
+            ]
     return out + [""]
 
 
@@ -131,39 +131,55 @@ def training(meta: dict) -> str:
     return f"{steps:,} steps, {hours:.2f} h in total ({parts})"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="fool-m")
-    args = ap.parse_args()
-    tables = np.load(ROOT / "models" / f"{args.model}.npz")
+SERVES = {
+    "fool-m": "RGB colour triples (8-bit, e.g. NAIP bands 1–3, Landsat) and single bands coded as grey triples "
+    "(NAIP NIR, float multispectral; also 11–16-bit bands when fool-m16 is not shipped or `--model fool-m` "
+    "is given). 8-bit bands map 0..255; deeper integer and float bands map their scanned min..max.",
+    "fool-m16": "the default for integer scenes deeper than 8 bits (WorldView-3 pan, Sentinel-2 12-bit bands), "
+    "band by band as grey triples, each band mapped from its scanned min..max. fool-m fine-tuned on such bands "
+    "only (`--deep-prob 1`), same architecture and on-board cost; float scenes stay with fool-m.",
+}
+
+
+def header(model: str) -> list[str]:
+    tables = np.load(ROOT / "models" / f"{model}.npz")
     meta = json.loads(bytes(tables["meta"]).decode())
-    log = ROOT / "models" / f"{args.model}.train_log.csv"
+    log = ROOT / "models" / f"{model}.train_log.csv"
     last = list(csv.DictReader(open(log)))[-1] if log.exists() else {}
     c = meta["config"]
-    lines = [
-        f"# Model card: {args.model}",
+    return [
+        f"## {model}",
         "",
-        f"- **id**: `{args.model}@{meta['weights_sha256'][:16]}` "
-        f"(SHA-256 of `{args.model}.pt`: `{meta['weights_sha256']}`)",
+        f"- **id**: `{model}@{meta['weights_sha256'][:16]}` (SHA-256 of `{model}.pt`: `{meta['weights_sha256']}`)",
         f"- **architecture**: mean-scale hyperprior, analysis N={c['n_enc']} M={c['m']} (GDN, 4× stride-2 5×5), "
         f"hyper-latent {c['nz']} ch, synthesis N={c['n_dec']}"
         + (f" with {c['dec_blocks']} residual bottleneck blocks per stage" if c.get("dec_blocks") else "")
         + "; integer hyper-synthesis (12-bit weights, 8 fractional bits)"
         + ("; checkerboard context (one integer 3×3 conv, two-pass)" if c.get("context") else "")
-        + f"; {len(c['lambdas'])} gain-vector rate levels",
+        + f"; {len(c['lambdas'])} gain-vector rate levels; convolution weights stored in float16",
         f"- **parameters**: onboard (analysis + hyper-analysis) {meta['parameters']['onboard']:,}; "
         f"total {meta['parameters']['total']:,}",
         f"- **λ levels** (MSE on 8-bit scale, quality 1…{len(c['lambdas'])}): {', '.join(map(str, c['lambdas']))}",
         f"- **training**: {training(meta)} on 2 CPU cores "
         f"(bf16 autocast on transforms), batch 8 × 128² crops; data and commands in `datasets.md`; curves in "
-        f"`{args.model}.train_log.csv` (`fool plot-log`). Last logged step: bpp {float(last.get('bpp', 'nan')):.3f}, "
+        f"`{model}.train_log.csv` (`fool plot-log`). Last logged step: bpp {float(last.get('bpp', 'nan')):.3f}, "
         f"PSNR {float(last.get('psnr', 'nan')):.2f} dB (mean over levels).",
-        "- **serves**: every input, one model: RGB colour triples (8-bit, e.g. NAIP bands 1–3, Landsat) and "
-        "single bands of any dtype coded as grey triples (NAIP NIR, WorldView-3 pan, Sentinel-2 bands, float "
-        "multispectral). 8-bit bands map 0..255; deeper integer and float bands map their scanned min..max.",
+        f"- **serves**: {SERVES.get(model, 'see README')}",
         "- **rate**: bits counted are the codestream (tile payloads, without the container's ~1–2 kB header and "
         "27 B/tile table), as the JPEG 2000 numbers count raw J2K codestreams.",
         "",
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", action="append", help="shipped model(s), main one first [default: fool-m]")
+    args = ap.parse_args()
+    models = args.model or ["fool-m"]
+    lines = [f"# Model card{'s' if len(models) > 1 else ''}: {', '.join(models)}", ""]
+    for model in models:
+        lines += header(model)
+    lines += [
         "## Rate–distortion",
         "",
         "PSNR uses the peak of the bit depth that holds the data (255; 2**bits − 1 for deeper data); "
@@ -174,7 +190,7 @@ def main() -> None:
         "",
     ]
     for key, (title, cmd) in SETS.items():
-        lines += section(key, title, cmd, args.model)
+        lines += section(key, title, cmd, models)
     lines += ablation_section()
     (ROOT / "models" / "README.md").write_text("\n".join(lines))
     print("\n".join(lines))

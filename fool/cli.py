@@ -62,7 +62,7 @@ def main() -> None:
     "--dec-blocks",
     type=click.IntRange(0, 8),
     default=None,
-    help="Residual blocks per synthesis stage of a new or --init model; a plain decoder can be deepened.",
+    help="Residual blocks per synthesis stage of a new or --init model; a trained decoder can only grow.",
 )
 @click.option(
     "--context/--no-context",
@@ -150,7 +150,9 @@ def _bands(text: str | None) -> list[int] | None:
     default=None,
     help="Rate on a 1 (fewest bits) .. 8 (best) scale; fractions allowed. [default: see `fool info`/README]",
 )
-@click.option("--model", default=None, help="Shipped model name. [default: fool-m]")
+@click.option(
+    "--model", default=None, help="Shipped model name. [default: fool-m16 for >8-bit integer scenes, else fool-m]"
+)
 @click.option("--tile-size", default=512, show_default=True, help="Tile side in pixels (multiple of 64).")
 @click.option("--bands", help="Bands to code, e.g. 1,2,3 [default: all].")
 @click.option("--band-groups", help="Override band grouping, e.g. '1,2,3;4' (groups of 1 or 3).")
@@ -183,7 +185,7 @@ def compress(
     r = compress_scene(
         src,
         output,
-        model or zoo.DEFAULT_MODEL,
+        model,
         quality or zoo.DEFAULT_QUALITY,
         tile_size,
         _bands(bands),

@@ -174,12 +174,12 @@ def train(opts: TrainOptions, log=print) -> Path:
         log(f"resumed from {ckpt_path} at step {step}")
     elif init_model is not None:
         weights = init_model.state_dict()
-        if init_model.config.dec_blocks == 0 and config.dec_blocks > 0:
-            weights = deepen_state(weights, config.dec_blocks)
-        elif init_model.config.dec_blocks != config.dec_blocks:
+        if config.dec_blocks < init_model.config.dec_blocks:
             raise ModelError(
                 f"cannot change the synthesis depth from {init_model.config.dec_blocks} to {config.dec_blocks} blocks"
             )
+        if init_model.config.dec_blocks == 0:
+            weights = deepen_state(weights, config.dec_blocks)
         if not config.context:
             weights = {k: v for k, v in weights.items() if not k.startswith("context.")}
         missing, unexpected = model.load_state_dict(weights, strict=False)

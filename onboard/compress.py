@@ -106,7 +106,7 @@ def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int
 def compress_scene(
     src: Path,
     dst: Path,
-    model: str = zoo.DEFAULT_MODEL,
+    model: str | None = None,
     quality: float = zoo.DEFAULT_QUALITY,
     tile_size: int = DEFAULT_TILE,
     bands: list[int] | None = None,
@@ -121,6 +121,7 @@ def compress_scene(
 ) -> CompressReport:
     """Compress ``src`` into ``dst``; ``dst`` appears only when the whole scene is written.
 
+    ``model`` None picks the shipped model for the scene's dtype (:func:`shared.zoo.model_for`).
     ``engine`` is a preloaded ``load_runtime(...)`` result, for callers that code many scenes.
     ``halo`` (pixels, a multiple of 64) turns on inter-tile context: each tile is analysed
     with that much of its neighbours and the ground synthesises it with its neighbours'
@@ -132,7 +133,7 @@ def compress_scene(
     if halo < 0 or halo % ALIGN or halo > MAX_HALO:
         raise InputError(f"halo must be 0 or a multiple of {ALIGN} up to {MAX_HALO} pixels, got {halo}")
     with SceneReader(src, tile_size, bands, band_groups, value_range) as reader:
-        analysis, codec = engine or load_runtime(runtime, model, flight_dir, threads)
+        analysis, codec = engine or load_runtime(runtime, model or zoo.model_for(reader.dtype), flight_dir, threads)
         try:
             code = quality_code(quality, codec.levels)
         except ValueError as exc:

@@ -9,6 +9,9 @@ from pathlib import Path
 from shared.errors import ModelError
 
 DEFAULT_MODEL = "fool-m"
+#: The model for high-bit-depth integer scenes (11/12-bit pan, Sentinel-2), coded band by band:
+#: fool-m fine-tuned on such bands only (models/README.md). Used by default when it is shipped.
+DEEP_MODEL = "fool-m16"
 #: Default quality on the 1..8 scale: ~0.7 bpp on aerial RGB (0.23 per band, ~35:1), the mid-rate
 #: where fool-m is closest to JPEG 2000 (qualities 3-4; it loses more at high rates, see models/README.md).
 DEFAULT_QUALITY = 3.0
@@ -41,3 +44,13 @@ def find(name: str = DEFAULT_MODEL) -> ModelFiles:
         known = ", ".join(available()) or "none"
         raise ModelError(f"model {name!r} not found in {folder} (available: {known})")
     return files
+
+
+def model_for(dtype: str) -> str:
+    """The shipped model that serves a scene of this dtype when the user names none: 8-bit
+    imagery and float bands (stretched by their own min/max) go to fool-m, deeper integer
+    bands to the high-bit-depth model."""
+    deep = dtype not in ("uint8",) and not dtype.startswith("float")
+    if deep and (models_dir() / f"{DEEP_MODEL}.npz").exists():
+        return DEEP_MODEL
+    return DEFAULT_MODEL

@@ -215,3 +215,22 @@ def test_default_names_never_overwrite_the_source(scenes, tmp_path):
     assert src.read_bytes() == before and (tmp_path / "scene.decoded.tif").exists()
     r = run("compress", src, "-o", src)
     assert r.exit_code == 1 and "is the input" in r.output and src.read_bytes() == before
+
+
+def test_default_model_follows_the_scene_dtype(scenes, tmp_path, monkeypatch):
+    """High-bit-depth integer scenes go to the high-bit-depth model when it is shipped,
+    everything else (and every scene when it is not) to fool-m."""
+    from shared import zoo
+
+    assert zoo.model_for("uint8") == zoo.model_for("float32") == zoo.DEFAULT_MODEL
+    deep = zoo.model_for("uint16")
+    assert deep == (zoo.DEEP_MODEL if zoo.DEEP_MODEL in zoo.available() else zoo.DEFAULT_MODEL)
+    src = next(p for n, p in scenes.items() if rasterio.open(p).dtypes[0] == "uint16")
+    assert run("compress", src, "-o", tmp_path / "a.fool", "--tile-size", 128).exit_code == 0
+    assert json.loads(run("info", tmp_path / "a.fool", "--json").output)["model"]["name"] == deep
+    only = tmp_path / "models"
+    only.mkdir()
+    for f in zoo.find(zoo.DEFAULT_MODEL).weights, zoo.find(zoo.DEFAULT_MODEL).tables:
+        (only / f.name).symlink_to(f)
+    monkeypatch.setenv("FOOL_MODELS", str(only))
+    assert zoo.model_for("uint16") == zoo.DEFAULT_MODEL

@@ -205,3 +205,24 @@ def test_context_garbage_bytes_never_crash(context_model):
 
 def test_context_forward_matches_compress_path(context_model):
     _assert_forward_matches_compress_path(*context_model, 6.0)
+
+
+def test_released_weights_store_convolutions_in_float16(tmp_path):
+    """Halved weight files keep several models within the 25 MB budget; GDN and entropy
+    parameters stay float32, and the loaded model computes in float32."""
+    torch = pytest.importorskip("torch")
+    from shared.nn.codec import FoolCodec
+    from shared.nn.release import release
+
+    base = FoolCodec.load(find().weights)
+    torch.save({"config": base.config.to_dict(), "model": base.state_dict()}, tmp_path / "ckpt.pt")
+    release(tmp_path / "ckpt.pt", "half", tmp_path)
+    state = torch.load(tmp_path / "half.pt", weights_only=False)["model"]
+    assert state["g_a.0.weight"].dtype == state["g_s.3.weight"].dtype == torch.float16
+    assert state["g_a.1.beta"].dtype == state["log_gain"].dtype == torch.float32
+    model = FoolCodec.load(tmp_path / "half.pt")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y = torch.round(base.analyse(x)[0])
+        assert (base.synthesise(y) - model.synthesise(y)).abs().max() < 2 / 255

@@ -68,8 +68,17 @@ def test_grow_a_plain_model_keeps_its_output(images, tmp_path):
     back = TrainOptions(data=[images], out=tmp_path / "shallow", steps=0, crop=64, init=ckpt, dec_blocks=0)
     train(back, log=lambda *_: None)
     deep = TrainOptions(
-        data=[images], out=tmp_path / "bad", steps=0, crop=64, init=tmp_path / "grown2" / "checkpoint.pt"
+        data=[images], out=tmp_path / "deeper", steps=0, crop=64, init=tmp_path / "grown2" / "checkpoint.pt"
     )
-    deep.dec_blocks = 2
+    deep.dec_blocks = 3  # a staged decoder grows further: its new blocks start as the identity too
+    train(deep, log=lambda *_: None)
+    c = FoolCodec.load(tmp_path / "deeper" / "checkpoint.pt")
+    assert c.config.dec_blocks == 3
+    with torch.no_grad():
+        assert torch.equal(FoolCodec.load(tmp_path / "grown2" / "checkpoint.pt").synthesise(y), c.synthesise(y))
+    shrink = TrainOptions(
+        data=[images], out=tmp_path / "shallower", steps=0, crop=64, init=tmp_path / "deeper" / "checkpoint.pt"
+    )
+    shrink.dec_blocks = 1
     with pytest.raises(Exception, match="synthesis depth"):
-        train(deep, log=lambda *_: None)
+        train(shrink, log=lambda *_: None)

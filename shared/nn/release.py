@@ -37,6 +37,15 @@ def quantise_context(model: FoolCodec) -> list[intnet.IntConv]:
     return [intnet.quantise_conv(w, np.zeros(w.shape[0], dtype=np.float64), relu=False, shuffle=1)]
 
 
+def _stored(key: str, value: torch.Tensor) -> torch.Tensor:
+    """Convolution weights are stored in float16, which halves the file so that several models
+    fit the 25 MB budget of ``models/`` (they train under bf16 autocast, which is coarser, and
+    load back into float32 parameters). GDN, gains and entropy parameters stay float32: their
+    re-parametrised values sit near float16's smallest normals."""
+    conv = key.startswith(("g_a.", "h_a.", "h_s.", "g_s.", "context.")) and key.endswith((".weight", ".bias"))
+    return value.half() if conv and value.dtype == torch.float32 else value
+
+
 def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None = None) -> LatentCodec:
     """Write ``<name>.pt`` (weights) and ``<name>.npz`` (tables) into ``out_dir``."""
     model = FoolCodec.load(checkpoint)
@@ -45,7 +54,7 @@ def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None 
     weights = out_dir / f"{name}.pt"
     # CDF tables go to the .npz (the one source both sides read), not into the weights
     tables = ("._offset", "._quantized_cdf", "._cdf_length", ".scale_table")
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith(tables)}
+    state = {k: _stored(k, v) for k, v in model.state_dict().items() if not k.endswith(tables)}
     torch.save({"config": model.config.to_dict(), "model": state}, weights)
     eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     meta = {"name": name, "weights_sha256": file_sha256(weights), "config": model.config.to_dict()}
