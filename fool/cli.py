@@ -289,7 +289,9 @@ def demo(scene, quality, model, runtime, workdir) -> None:
 
 @main.command("eval")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--model", "models", multiple=True, help="Shipped model(s) [default: fool-m].")
+@click.option(
+    "--model", "models", multiple=True, help="Shipped model(s) [default: the one(s) compress picks for the inputs]."
+)
 @click.option(
     "--codec",
     "codecs",
@@ -311,12 +313,11 @@ def demo(scene, quality, model, runtime, workdir) -> None:
 )
 def eval_cmd(inputs, models, codecs, limit, tile_size, msssim, out) -> None:
     """Rate-distortion benchmark against JPEG 2000, JPEG XL, WebP and JPEG."""
-    from ground.evaluate import evaluate, plot, save, table
-    from shared import zoo
+    from ground.evaluate import default_models, evaluate, plot, save, table
 
     summary = evaluate(
         list(inputs),
-        list(models) or [zoo.DEFAULT_MODEL],
+        list(models) or default_models(list(inputs), limit),
         list(codecs),
         limit=limit,
         tile_size=tile_size,

@@ -259,6 +259,20 @@ def find_inputs(paths: list[Path], limit: int | None = None) -> list[Path]:
     return files
 
 
+def default_models(inputs: list[Path], limit: int | None = None) -> list[str]:
+    """The models ``fool compress`` would choose for these inputs (by dtype), so a benchmark
+    without ``--model`` measures what an operator gets by default."""
+    import rasterio
+
+    from shared.zoo import model_for
+
+    chosen = set()
+    for f in find_inputs(inputs, limit):
+        with rasterio.open(f) as ds:
+            chosen.add(model_for(ds.dtypes[0]))
+    return sorted(chosen)
+
+
 def evaluate(
     inputs: list[Path],
     models: list[str],

@@ -33,3 +33,13 @@ def test_eval_cli_writes_json_and_plot(scenes, tmp_path):
     assert r.exit_code == 0, r.output
     assert "lossless reference ccsds121" in r.output and "BD-rate fool-m vs jpeg" in r.output
     assert json.loads(out.read_text())["images"] == 1 and out.with_suffix(".png").exists()
+
+
+def test_eval_defaults_to_the_models_compress_picks(scenes):
+    from ground.evaluate import default_models
+    from shared import zoo
+
+    assert default_models([scenes["rgb_uint8"]]) == [zoo.DEFAULT_MODEL]
+    assert default_models([scenes["pan_uint16_11bit"]]) == [zoo.model_for("uint16")]
+    both = default_models([scenes["rgb_uint8"], scenes["pan_uint16_11bit"]])
+    assert both == sorted({zoo.DEFAULT_MODEL, zoo.model_for("uint16")})
