@@ -47,6 +47,7 @@ def main() -> None:
 @click.option("--crop", default=128, show_default=True)
 @click.option("--lr", default=3e-4, show_default=True)
 @click.option("--lr-min", default=3e-5, show_default=True, help="Floor of the cosine schedule.")
+@click.option("--warmup", default=500, show_default=True, help="Steps of linear LR warm-up at the start of a run.")
 @click.option("--gray-prob", default=0.15, show_default=True, help="Share of crops from 8-bit single bands.")
 @click.option(
     "--deep-prob", default=0.3, show_default=True, help="Share of crops from >8-bit single bands (own pool when > 0)."
@@ -79,6 +80,7 @@ def train(
     crop,
     lr,
     lr_min,
+    warmup,
     gray_prob,
     deep_prob,
     device,
@@ -101,6 +103,7 @@ def train(
         crop=crop,
         lr=lr,
         lr_min=lr_min,
+        warmup=warmup,
         gray_prob=gray_prob,
         deep_prob=deep_prob,
         device=device,

@@ -82,3 +82,15 @@ def test_grow_a_plain_model_keeps_its_output(images, tmp_path):
     shrink.dec_blocks = 1
     with pytest.raises(Exception, match="synthesis depth"):
         train(shrink, log=lambda *_: None)
+
+
+def test_lr_warms_up_then_follows_the_cosine():
+    from ground.train import _lr_at
+
+    opts = TrainOptions(data=[], out=None, steps=1000, lr=1e-4, lr_min=1e-5, warmup=100)
+    assert _lr_at(0, opts) == pytest.approx(1e-6, rel=0.01)
+    assert _lr_at(49, opts) == pytest.approx(0.5e-4, rel=0.01)
+    assert _lr_at(99, opts) <= 1e-4 and _lr_at(500, opts) == pytest.approx(5.5e-5, rel=0.01)
+    assert _lr_at(1000, opts) == pytest.approx(1e-5)
+    opts.warmup = 0
+    assert _lr_at(0, opts) == pytest.approx(1e-4)
