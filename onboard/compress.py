@@ -13,7 +13,7 @@ import numpy as np
 
 from onboard.scene import SceneReader, TileData
 from shared import zoo
-from shared.errors import InputError
+from shared.errors import InputError, ModelError
 from shared.format import FLAG_MASK, write_container
 from shared.geometry import ALIGN
 from shared.latent_codec import LatentCodec, quality_code
@@ -92,6 +92,11 @@ def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int
 
         if flight_dir is None:
             flight_dir = zoo.find(model).onnx_dir
+            if not (flight_dir / "manifest.json").exists():
+                raise ModelError(
+                    f"the ONNX runtime needs a flight export of {model}: run "
+                    f"`fool export-onnx --model {model} -o DIR` and pass --flight DIR"
+                )
         analysis = OnnxAnalysis(flight_dir, threads)
         codec = LatentCodec.load(Path(flight_dir) / analysis.manifest["tables"])
         return analysis, codec

@@ -234,3 +234,17 @@ def test_default_model_follows_the_scene_dtype(scenes, tmp_path, monkeypatch):
         (only / f.name).symlink_to(f)
     monkeypatch.setenv("FOOL_MODELS", str(only))
     assert zoo.model_for("uint16") == zoo.DEFAULT_MODEL
+
+
+def test_onnx_runtime_without_an_export_names_the_model(scenes, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from shared import zoo
+
+    shipped = Path(__file__).resolve().parents[1] / "models"
+    monkeypatch.setenv("FOOL_MODELS", str(tmp_path))  # a models folder without fool-m.onnx/
+    for f in ("fool-m.pt", "fool-m.npz"):
+        (zoo.models_dir() / f).symlink_to(shipped / f)
+    r = run("compress", scenes["rgb_uint8"], "-o", tmp_path / "o.fool", "--runtime", "onnx")
+    assert r.exit_code == 1 and "fool export-onnx --model fool-m -o DIR" in r.output
+    assert not (tmp_path / "o.fool").exists()

@@ -40,8 +40,8 @@ def quantise_context(model: FoolCodec) -> list[intnet.IntConv]:
 def _stored(key: str, value: torch.Tensor) -> torch.Tensor:
     """Convolution weights are stored in float16, which halves the file so that several models
     fit the 25 MB budget of ``models/`` (they train under bf16 autocast, which is coarser, and
-    load back into float32 parameters). GDN, gains and entropy parameters stay float32: their
-    re-parametrised values sit near float16's smallest normals."""
+    load back into float32 parameters). GDN, gains and entropy parameters stay float32: GDN's
+    re-parametrisation pedestal (2**-36) is below float16's range."""
     conv = key.startswith(("g_a.", "h_a.", "h_s.", "g_s.", "context.")) and key.endswith((".weight", ".bias"))
     return value.half() if conv and value.dtype == torch.float32 else value
 
