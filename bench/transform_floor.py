@@ -31,11 +31,11 @@ def floor_psnr(model: FoolCodec, x: torch.Tensor, quality: float) -> dict[str, f
         y, z = model.analyse(x)
         _, means = model.hyper_params(torch.round(z))
         gain, inv = model.gains(torch.tensor([quality]))
+        r, mg = (y - means) * gain, means * gain
         out = {}
         for name, step in (("step 1", 1.0), ("step 1/2", 0.5), ("step 1/4", 0.25), ("unquantised", 0.0)):
-            r = y * gain - means * gain
             q = torch.round(r / step) * step if step else r
-            x_hat = model.synthesise((q + means * gain) * inv).clamp(0, 1)
+            x_hat = model.synthesise((q + mg) * inv).clamp(0, 1)
             out[name] = 10 * math.log10(1 / float(((x_hat - x) ** 2).mean()))
     return out
 

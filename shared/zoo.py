@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.bands import INTEGER_DTYPES
 from shared.errors import ModelError
 
 DEFAULT_MODEL = "fool-m"
@@ -50,7 +51,6 @@ def model_for(dtype: str) -> str:
     """The shipped model that serves a scene of this dtype when the user names none: 8-bit
     imagery and float bands (stretched by their own min/max) go to fool-m, deeper integer
     bands to the high-bit-depth model."""
-    deep = dtype not in ("uint8",) and not dtype.startswith("float")
-    if deep and (models_dir() / f"{DEEP_MODEL}.npz").exists():
+    if dtype in INTEGER_DTYPES and dtype != "uint8" and (models_dir() / f"{DEEP_MODEL}.npz").exists():
         return DEEP_MODEL
     return DEFAULT_MODEL
