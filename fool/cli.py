@@ -70,6 +70,12 @@ def main() -> None:
     default=None,
     help="Add (or drop) the checkerboard context of a new or --init model [default: as --init].",
 )
+@click.option(
+    "--latent",
+    type=click.IntRange(16, 512),
+    default=None,
+    help="Latent channels of a new model, or widen an --init model to this many (it can only grow).",
+)
 def train(
     data,
     out,
@@ -88,6 +94,7 @@ def train(
     init,
     dec_blocks,
     context,
+    latent,
 ) -> None:
     """Train or resume the variable-rate codec on folders of images/scenes."""
     from ground.train import TrainOptions
@@ -111,6 +118,7 @@ def train(
         init=init,
         dec_blocks=dec_blocks,
         context=context,
+        latent=latent,
     )
     run(opts, log=click.echo)
 

@@ -45,6 +45,7 @@ class TrainOptions:
     init: Path | None = None  # start from shipped weights (e.g. models/fool-m.pt) when no checkpoint exists
     dec_blocks: int | None = None  # deepen the synthesis of a new or initialised model (None: keep)
     context: bool | None = None  # add the checkerboard context to a new or initialised model (None: keep)
+    latent: int | None = None  # latent channels M of a new model, or widen an initialised one (None: keep)
 
 
 class CropSource:
@@ -136,6 +137,7 @@ def train(opts: TrainOptions, log=print) -> Path:
     import torch
 
     from shared.nn.codec import CodecConfig, FoolCodec, deepen_state
+    from shared.nn.grow import widen_latent
 
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed + int(time.time()))
@@ -164,6 +166,8 @@ def train(opts: TrainOptions, log=print) -> Path:
         config = dataclasses.replace(config, dec_blocks=opts.dec_blocks)
     if state is None and opts.context is not None:
         config = dataclasses.replace(config, context=opts.context)
+    if state is None and opts.latent is not None:
+        config = dataclasses.replace(config, m=opts.latent)
     model = FoolCodec(config).to(device)
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
@@ -177,6 +181,12 @@ def train(opts: TrainOptions, log=print) -> Path:
         step, elapsed_before = state["step"], state.get("train_seconds", 0.0)
         lineage = state.get("lineage", [])
         log(f"resumed from {ckpt_path} at step {step}")
+    elif init_model is not None and config.m != init_model.config.m:
+        if config.dec_blocks != init_model.config.dec_blocks:
+            raise ModelError("widen the latent and deepen the synthesis in separate runs")
+        widen_latent(model, init_model.to(device), torch.from_numpy(source.batch(32)).to(device), seed=opts.seed)
+        lineage = init_lineage(opts.init)
+        log(f"initialised from {opts.init}, latent widened {init_model.config.m} -> {config.m} channels")
     elif init_model is not None:
         weights = init_model.state_dict()
         if config.dec_blocks < init_model.config.dec_blocks:

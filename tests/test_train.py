@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ground.train import CropSource, TrainOptions, init_lineage, train
+from shared.errors import ModelError
 from tests import data
 
 
@@ -94,3 +95,16 @@ def test_lr_warms_up_then_follows_the_cosine():
     assert _lr_at(1000, opts) == pytest.approx(1e-5)
     opts.warmup = 0
     assert _lr_at(0, opts) == pytest.approx(1e-4)
+
+
+def test_latent_widens_an_init_model(images, tmp_path):
+    from shared.nn.codec import FoolCodec
+
+    ckpt = train(TrainOptions(data=[images], out=tmp_path / "narrow", steps=1, batch=2, crop=64), log=lambda *_: None)
+    wide = TrainOptions(data=[images], out=tmp_path / "wide", steps=1, batch=2, crop=64, init=ckpt, latent=160)
+    b = FoolCodec.load(train(wide, log=lambda *_: None))
+    assert b.config.m == 160 and b.log_gain.shape[1] == 160
+    assert [r["steps"] for r in b.trained["lineage"]] == [1]
+    both = TrainOptions(data=[images], out=tmp_path / "both", steps=0, crop=64, init=ckpt, latent=160, dec_blocks=1)
+    with pytest.raises(ModelError, match="separate runs"):
+        train(both, log=lambda *_: None)

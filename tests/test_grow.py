@@ -1,0 +1,63 @@
+"""Widening the latent of a trained model: the old channels keep their function and their
+bits, the new ones start small, and the widened model releases and codes like any other."""
+
+import dataclasses
+
+import pytest
+
+from shared.errors import ModelError
+from shared.latent_codec import LatentCodec
+from shared.zoo import find
+from tests.test_codec import _assert_forward_matches_compress_path
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    from shared.nn.codec import FoolCodec
+    from shared.nn.grow import widen_latent
+
+    base = FoolCodec.load(find().weights)
+    wide = FoolCodec(dataclasses.replace(base.config, m=base.config.m + 32))
+    torch.manual_seed(0)
+    widen_latent(wide, base, torch.rand(4, 3, 64, 64))
+    return base, wide.eval()
+
+
+def test_widened_model_keeps_the_trained_channels(pair):
+    base, wide = pair
+    old = base.config.m
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        y, z = base.analyse(x)
+        y2, z2 = wide.analyse(x)
+        assert torch.equal(y2[:, :old], y) and y2[:, old:].abs().max() > 0  # new filters are not dead
+        assert torch.allclose(z2, z, atol=1e-5)  # the hyper-latent ignores the new channels
+        s, m = base.hyper_params(torch.round(z))
+        s2, m2 = wide.hyper_params(torch.round(z))
+        assert torch.allclose(s2[:, :old], s, atol=1e-5) and torch.allclose(m2[:, :old], m, atol=1e-5)
+        assert (s2[:, old:].abs() > 0).all()  # the new channels get a spread, so their rate is finite
+        y_hat = torch.cat([torch.round(y), torch.zeros_like(y2[:, old:])], 1)
+        assert torch.allclose(wide.synthesise(y_hat), base.synthesise(torch.round(y)), atol=1e-5)
+    assert (wide.log_gain[:, old:] < base.log_gain.mean(1, keepdim=True)).all()  # quantised coarser at first
+
+
+def test_widened_model_releases_and_codes_exactly(pair, tmp_path):
+    from shared.nn.codec import FoolCodec
+    from shared.nn.release import release
+
+    _, wide = pair
+    torch.save({"config": wide.config.to_dict(), "model": wide.state_dict()}, tmp_path / "ckpt.pt")
+    codec = release(tmp_path / "ckpt.pt", "wide", tmp_path)
+    assert isinstance(codec, LatentCodec) and codec.gains.shape[1] == wide.config.m
+    _assert_forward_matches_compress_path(FoolCodec.load(tmp_path / "wide.pt"), codec, 7.0)
+
+
+def test_latent_only_grows(pair):
+    from shared.nn.codec import FoolCodec
+    from shared.nn.grow import widen_latent
+
+    base, wide = pair
+    with pytest.raises(ModelError, match="only grow"):
+        widen_latent(FoolCodec(base.config), wide, torch.rand(1, 3, 64, 64))
