@@ -83,12 +83,43 @@ def _real_tiles(team_data, size=64):
     return np.stack(tiles).astype(np.float32)
 
 
+def _symbol_mismatches(analysis, codec, code, x, monkeypatch, ulp_noise: bool) -> int:
+    """Tiles whose container does not decode to exactly the symbols the encoder chose."""
+    import torch
+
+    y, z = [], []
+    for i in range(0, len(x), 256):
+        yi, zi = analysis(x[i : i + 256])
+        y.append(yi)
+        z.append(zi)
+    y, z = np.concatenate(y), np.concatenate(z)
+    real = intnet.hyper_params
+    bad = 0
+    for i in range(len(x)):
+        _, y_sym, _ = codec.quantise(y[i], z[i], code)
+        payload = codec.encode(y[i], z[i], code)
+        # the ground derives symbols with numpy only; torch's thread count (set to 1 here,
+        # 2 for the torch encoder) reaches the synthesis, never the entropy decoding
+        torch.set_num_threads(1 + (i % 2))
+        bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
+        if ulp_noise and i % 4 == 0:  # ±1 ulp noise on a quarter of the tiles
+            for sign in (1.0, -1.0):
+
+                def noisy(zz, layers, s=sign):
+                    a, b = real(zz, layers)
+                    return np.nextafter(a, s * np.inf), np.nextafter(b, -s * np.inf)
+
+                monkeypatch.setattr(intnet, "hyper_params", noisy)
+                bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
+                monkeypatch.setattr(intnet, "hyper_params", real)
+    torch.set_num_threads(2)
+    return bad
+
+
 def test_determinism_across_threads_runtimes_and_ulp_noise(flight, team_data, monkeypatch):
     """>= 2,000 real tiles encoded by ORT (1 and 2 threads) and PyTorch (2 threads);
     every container decodes to exactly the symbols its encoder chose, also when the decoder's
     hyper-synthesis outputs are perturbed by ±1 ulp either way."""
-    import torch
-
     from onboard.analysis import OnnxAnalysis, TorchAnalysis
     from shared.latent_codec import LatentCodec, quality_code
 
@@ -97,33 +128,29 @@ def test_determinism_across_threads_runtimes_and_ulp_noise(flight, team_data, mo
     codec = LatentCodec.load(find().tables)
     code = quality_code(4.0, codec.levels)
     encoders = {"ort1": OnnxAnalysis(flight, 1), "ort2": OnnxAnalysis(flight, 2), "torch2": TorchAnalysis(find(), 2)}
-    real = intnet.hyper_params
-    mismatches = {}
-    for name, analysis in encoders.items():
-        y, z = [], []
-        for i in range(0, len(x), 256):
-            yi, zi = analysis(x[i : i + 256])
-            y.append(yi)
-            z.append(zi)
-        y, z = np.concatenate(y), np.concatenate(z)
-        bad = 0
-        for i in range(len(x)):
-            _, y_sym, _ = codec.quantise(y[i], z[i], code)
-            payload = codec.encode(y[i], z[i], code)
-            # the ground derives symbols with numpy only; torch's thread count (set to 1 here,
-            # 2 for the torch encoder) reaches the synthesis, never the entropy decoding
-            torch.set_num_threads(1 + (i % 2))
-            bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
-            if name == "ort1" and i % 4 == 0:  # ±1 ulp noise on a quarter of the tiles
-                for sign in (1.0, -1.0):
-
-                    def noisy(zz, layers, s=sign):
-                        a, b = real(zz, layers)
-                        return np.nextafter(a, s * np.inf), np.nextafter(b, -s * np.inf)
-
-                    monkeypatch.setattr(intnet, "hyper_params", noisy)
-                    bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
-                    monkeypatch.setattr(intnet, "hyper_params", real)
-        mismatches[name] = bad
-    torch.set_num_threads(2)
+    mismatches = {
+        name: _symbol_mismatches(analysis, codec, code, x, monkeypatch, ulp_noise=name == "ort1")
+        for name, analysis in encoders.items()
+    }
     assert mismatches == dict.fromkeys(encoders, 0)
+
+
+def test_high_bit_depth_model_is_deterministic_too(team_data, tmp_path, monkeypatch):
+    """fool-m16 has its own tables and hyper-synthesis: its containers from >8-bit tiles decode
+    to the encoder's symbols too, from ORT and PyTorch, with ±1 ulp noise."""
+    from onboard.analysis import OnnxAnalysis, TorchAnalysis
+    from shared.latent_codec import LatentCodec, quality_code
+    from shared.nn.export import export_flight
+    from shared.zoo import DEEP_MODEL, available
+
+    if DEEP_MODEL not in available():
+        pytest.skip(f"{DEEP_MODEL} is not shipped")
+    files = find(DEEP_MODEL)
+    export_flight(files, tmp_path)
+    x = _real_tiles(team_data)
+    x = x[np.all(x[:, 0] == x[:, 1], axis=(1, 2))]  # the grey triples: pan and Sentinel-2 tiles
+    assert len(x) >= 500
+    codec = LatentCodec.load(files.tables)
+    code = quality_code(3.0, codec.levels)
+    for analysis in (OnnxAnalysis(tmp_path, 1), TorchAnalysis(files, 2)):
+        assert _symbol_mismatches(analysis, codec, code, x, monkeypatch, ulp_noise=True) == 0
