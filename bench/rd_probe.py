@@ -1,0 +1,79 @@
+"""Rate-distortion of training checkpoints, without releasing them: a progress check for runs.
+
+Bits come from the entropy models' likelihoods (what the rANS coder spends, within about 1 %
+plus the container's framing), PSNR from the quantised forward pass, on the same fixed dev
+images for every model. Cheap enough to run beside training; `fool eval` on released weights
+stays the number of record.
+
+    python bench/rd_probe.py models/fool-m.pt runs/fool-m8/checkpoint.pt --images 42
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+
+from ground.evaluate import bd_rate
+from ground.train import find_images
+from shared.nn.codec import FoolCodec
+
+
+def load_images(folder: Path, count: int) -> list[torch.Tensor]:
+    """``count`` images spread evenly over the sorted folder, cropped to multiples of 64."""
+    files = find_images([folder])
+    files = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).astype(int)]
+    images = []
+    for f in files:
+        with rasterio.open(f) as ds:
+            a = ds.read()[:3].astype(np.float32) / 255
+        h, w = a.shape[1] // 64 * 64, a.shape[2] // 64 * 64
+        images.append(torch.from_numpy(np.ascontiguousarray(a[:, :h, :w]))[None])
+    return images
+
+
+def rd_point(model: FoolCodec, images: list[torch.Tensor], quality: float) -> tuple[float, float]:
+    """Mean bpp (likelihoods) and mean PSNR (dB, 8-bit peak) over the images."""
+    bpp, psnr = [], []
+    with torch.no_grad():
+        for x in images:
+            out = model(x, torch.tensor([quality]))
+            bits = sum(float(lk.log2().neg().sum()) for lk in out["likelihoods"].values())
+            bpp.append(bits / (x.shape[2] * x.shape[3]))
+            mse = float(((out["x_hat"].clamp(0, 1) - x) ** 2).mean())
+            psnr.append(10 * math.log10(1 / mse))
+    return float(np.mean(bpp)), float(np.mean(psnr))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", type=Path, help="weights or checkpoints; the first is the reference")
+    ap.add_argument("--data", type=Path, default=Path("../shared/data/ucmerced/dev"))
+    ap.add_argument("--images", type=int, default=42)
+    ap.add_argument("--qualities", default="1,2,3,4,5,6,7,8")
+    ap.add_argument("-o", "--out", type=Path, default=None, help="write the curves as JSON")
+    args = ap.parse_args()
+    images = load_images(args.data, args.images)
+    qualities = [float(q) for q in args.qualities.split(",")]
+    curves = {}
+    for path in args.models:
+        model = FoolCodec.load(path)
+        points = [rd_point(model, images, q) for q in qualities]
+        curves[str(path)] = {"m": model.config.m, "step": model.trained.get("step"), "points": points}
+        ref = curves[str(args.models[0])]["points"]
+        bd = bd_rate(*map(np.array, zip(*ref, strict=True)), *map(np.array, zip(*points, strict=True)))
+        cells = "  ".join(f"q{q:g} {b:.3f}/{p:.2f}" for q, (b, p) in zip(qualities, points, strict=True))
+        vs = f"BD vs first {bd:+.1f} %" if bd is not None else "BD n/a"
+        print(f"{path} (M={model.config.m}): {vs}\n  {cells}", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"data": str(args.data), "images": len(images), "curves": curves}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
