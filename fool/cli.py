@@ -76,6 +76,12 @@ def main() -> None:
     default=None,
     help="Latent channels of a new model, or widen an --init model to this many (it can only grow).",
 )
+@click.option(
+    "--latent-ramp",
+    default=3000,
+    show_default=True,
+    help="Steps over which the bits of channels added by --latent enter the loss (they start free).",
+)
 def train(
     data,
     out,
@@ -95,6 +101,7 @@ def train(
     dec_blocks,
     context,
     latent,
+    latent_ramp,
 ) -> None:
     """Train or resume the variable-rate codec on folders of images/scenes."""
     from ground.train import TrainOptions
@@ -119,6 +126,7 @@ def train(
         dec_blocks=dec_blocks,
         context=context,
         latent=latent,
+        latent_ramp=latent_ramp,
     )
     run(opts, log=click.echo)
 

@@ -46,6 +46,7 @@ class TrainOptions:
     dec_blocks: int | None = None  # deepen the synthesis of a new or initialised model (None: keep)
     context: bool | None = None  # add the checkerboard context to a new or initialised model (None: keep)
     latent: int | None = None  # latent channels M of a new model, or widen an initialised one (None: keep)
+    latent_ramp: int = 3000  # steps over which widened channels' bits enter the loss (see shared.nn.grow)
 
 
 class CropSource:
@@ -137,7 +138,7 @@ def train(opts: TrainOptions, log=print) -> Path:
     import torch
 
     from shared.nn.codec import CodecConfig, FoolCodec, deepen_state
-    from shared.nn.grow import widen_latent
+    from shared.nn.grow import rate_weights, widen_latent
 
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed + int(time.time()))
@@ -174,17 +175,20 @@ def train(opts: TrainOptions, log=print) -> Path:
     opt = torch.optim.Adam(main_params, lr=opts.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     step, elapsed_before, lineage = 0, 0.0, []
+    ramp = {"channels_from": config.m, "steps": 0}  # which channels are new, and how long they ride free
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         aux_opt.load_state_dict(state["aux_opt"])
         step, elapsed_before = state["step"], state.get("train_seconds", 0.0)
         lineage = state.get("lineage", [])
+        ramp = state.get("rate_ramp", ramp)
         log(f"resumed from {ckpt_path} at step {step}")
     elif init_model is not None and config.m != init_model.config.m:
         if config.dec_blocks != init_model.config.dec_blocks:
             raise ModelError("widen the latent and deepen the synthesis in separate runs")
         widen_latent(model, init_model.to(device), torch.from_numpy(source.batch(32)).to(device), seed=opts.seed)
+        ramp = {"channels_from": init_model.config.m, "steps": opts.latent_ramp}
         lineage = init_lineage(opts.init)
         log(f"initialised from {opts.init}, latent widened {init_model.config.m} -> {config.m} channels")
     elif init_model is not None:
@@ -226,10 +230,16 @@ def train(opts: TrainOptions, log=print) -> Path:
             level = torch.randint(0, levels, (opts.batch,), device=device)
             out = model(x, (level + 1).float(), autocast=opts.autocast and device.type == "cpu")
             n_pix = x.shape[2] * x.shape[3]
-            bits = sum(lk.log2().neg().flatten(1).sum(1) for lk in out["likelihoods"].values())
-            bpp = bits / n_pix
+            y_bits = out["likelihoods"]["y"].log2().neg()
+            z_bits = out["likelihoods"]["z"].log2().neg().flatten(1).sum(1)
+            bpp = (y_bits.flatten(1).sum(1) + z_bits) / n_pix  # logged: every bit the coder will spend
+            if ramp["channels_from"] < config.m and step < ramp["steps"]:
+                w = rate_weights(config.m, ramp["channels_from"], step, ramp["steps"]).to(device)
+                paid = ((y_bits * w[None, :, None, None]).flatten(1).sum(1) + z_bits) / n_pix
+            else:
+                paid = bpp
             mse = ((out["x_hat"] - x) ** 2).flatten(1).mean(1)
-            loss = (lambdas[level] * 255**2 * mse + bpp).mean()
+            loss = (lambdas[level] * 255**2 * mse + paid).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(main_params, opts.clip)
@@ -262,9 +272,9 @@ def train(opts: TrainOptions, log=print) -> Path:
                 fh.flush()
                 acc = {k: 0.0 for k in acc} | {"n": 0}
             if time.time() - last_ckpt > opts.checkpoint_minutes * 60:
-                _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage)
+                _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage, ramp)
                 last_ckpt = time.time()
-    _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage)
+    _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage, ramp)
     log(f"stopped at step {step}; checkpoint {ckpt_path}")
     return ckpt_path
 
@@ -292,7 +302,16 @@ def init_lineage(path: Path) -> list[dict]:
     return meta.get("lineage", []) + [own]
 
 
-def _save(path: Path, model, opt, aux_opt, step: int, seconds: float, lineage: list[dict] | None = None) -> None:
+def _save(
+    path: Path,
+    model,
+    opt,
+    aux_opt,
+    step: int,
+    seconds: float,
+    lineage: list[dict] | None = None,
+    rate_ramp: dict | None = None,
+) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
@@ -305,6 +324,7 @@ def _save(path: Path, model, opt, aux_opt, step: int, seconds: float, lineage: l
             "step": step,
             "train_seconds": seconds,
             "lineage": lineage or [],
+            "rate_ramp": rate_ramp,
         },
         tmp,
     )

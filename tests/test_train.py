@@ -105,6 +105,10 @@ def test_latent_widens_an_init_model(images, tmp_path):
     b = FoolCodec.load(train(wide, log=lambda *_: None))
     assert b.config.m == 160 and b.log_gain.shape[1] == 160
     assert [r["steps"] for r in b.trained["lineage"]] == [1]
+    assert torch.load(tmp_path / "wide" / "checkpoint.pt", weights_only=False)["rate_ramp"] == {
+        "channels_from": 128,
+        "steps": 3000,
+    }
     both = TrainOptions(data=[images], out=tmp_path / "both", steps=0, crop=64, init=ckpt, latent=160, dec_blocks=1)
     with pytest.raises(ModelError, match="separate runs"):
         train(both, log=lambda *_: None)

@@ -13,16 +13,6 @@ from torch import nn
 from shared.errors import ModelError
 from shared.nn.codec import FoolCodec
 
-#: Initial size of the new channels' synthesis weights, relative to the trained ones: small
-#: enough to leave the decoded image almost unchanged, large enough that the new latents get
-#: a distortion gradient from the first step (with zeros, rate pressure would kill them first).
-NEW_SYNTHESIS_SCALE = 0.05
-
-
-#: New latents start quantised coarser than the trained ones (gain e^-1.5, inverse gain to
-#: match), so the widened model starts about 10 % above the trained model's rate, not 50 %.
-NEW_LOG_GAIN = -1.5
-
 
 def _first(module: nn.Module, kind: type) -> nn.Module:
     return next(m for m in module.modules() if isinstance(m, kind))
@@ -42,11 +32,14 @@ def widen_latent(model: FoolCodec, trained: FoolCodec, x: torch.Tensor, seed: in
 
     The transforms' ceiling at high rates is set by the latent width (session 4: with
     unquantised latents the M=128 model decodes only 0.47 dB above its q8 point). New
-    channels get fresh analysis filters at the trained filters' scale; the hyper-analysis
-    ignores them (zero weights, so ``z`` and its bits are unchanged); the hyper-synthesis
-    predicts their mean and spread as measured on ``x`` (a batch of training crops), so
-    they start at a fair rate; and the synthesis reads them through small random weights.
-    Their per-level gains start at the mean of the trained channels', times e^-1.5.
+    channels get fresh analysis filters at the trained filters' scale and the trained
+    channels' mean gains; the hyper-analysis ignores them (zero weights, so ``z`` and its bits
+    are unchanged); the hyper-synthesis predicts their mean and spread as measured on ``x``
+    (a batch of training crops); the synthesis reads them through zero weights, so the image
+    is unchanged. The new channels do cost bits from the first step, and rate pressure
+    kills them (they round to their predicted mean and carry nothing) before the synthesis
+    learns to use them: session 5 lost a 5,000-step run that way. So training must keep
+    their rate out of the loss at first (``rate_weights``, ``fool train --latent-ramp``).
     """
     old, new = trained.config.m, model.config.m
     if new < old:
@@ -76,15 +69,13 @@ def widen_latent(model: FoolCodec, trained: FoolCodec, x: torch.Tensor, seed: in
     new_ha.weight[:, :old] = in_ha.weight
 
     in_gs, new_gs = _first(trained.g_s, nn.ConvTranspose2d), _first(model.g_s, nn.ConvTranspose2d)
-    noise = torch.randn(new - old, *in_gs.weight.shape[1:], generator=gen)
     new_gs.weight[:old] = in_gs.weight
-    new_gs.weight[old:] = noise * NEW_SYNTHESIS_SCALE * _rms(in_gs.weight) / _rms(noise)
+    new_gs.weight[old:] = 0
 
     for name in ("log_gain", "log_inv_gain"):
         t = getattr(trained, name)
         getattr(model, name)[:, :old] = t
-        sign = 1 if name == "log_gain" else -1
-        getattr(model, name)[:, old:] = t.mean(1, keepdim=True) + sign * NEW_LOG_GAIN
+        getattr(model, name)[:, old:] = t.mean(1, keepdim=True)
 
     y = model.g_a(x)[:, old:].float()
     spread = y.std(dim=(0, 2, 3))
@@ -97,3 +88,13 @@ def widen_latent(model: FoolCodec, trained: FoolCodec, x: torch.Tensor, seed: in
     new_hs.bias[old:new] = spread
     new_hs.bias[new : new + old] = out_hs.bias[old:]
     new_hs.bias[new + old :] = centre
+
+
+def rate_weights(m: int, channels_from: int, step: int, ramp_steps: int) -> torch.Tensor:
+    """Weight of each latent channel's bits in the training loss, shape (M,): 1 for trained
+    channels; for channels grown at ``channels_from``, 0 at first, rising linearly to 1 over
+    ``ramp_steps`` steps, so the synthesis learns to use them before they have to pay."""
+    w = torch.ones(m)
+    if channels_from < m:
+        w[channels_from:] = min(1.0, step / ramp_steps) if ramp_steps > 0 else 1.0
+    return w
