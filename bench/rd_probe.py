@@ -6,6 +6,7 @@ images for every model. Cheap enough to run beside training; `fool eval` on rele
 stays the number of record.
 
     python bench/rd_probe.py models/fool-m.pt runs/fool-m8/checkpoint.pt --images 42
+    python bench/rd_probe.py runs/fool-m8/checkpoint.pt --channels-from 128   # are grown latents alive?
 """
 
 from __future__ import annotations
@@ -50,12 +51,35 @@ def rd_point(model: FoolCodec, images: list[torch.Tensor], quality: float) -> tu
     return float(np.mean(bpp)), float(np.mean(psnr))
 
 
+def channel_use(model: FoolCodec, images: list[torch.Tensor], quality: float, first: int) -> tuple[float, float]:
+    """Share of the latent bits spent on channels ``first..M`` and the PSNR lost (dB) when they
+    are replaced by their predicted means: whether channels grown by ``--latent`` carry anything."""
+    new_bits = all_bits = se_all = se_cut = 0.0
+    with torch.no_grad():
+        for x in images:
+            y, z = model.analyse(x)
+            med = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+            scales, means = model.hyper_params(torch.round(z - med) + med)
+            gain, inv = model.gains(torch.tensor([quality]))
+            yg, mg = y * gain, means * gain
+            _, lik = model.gaussian_conditional(yg, scales.abs() * gain, means=mg)
+            bits = lik.log2().neg()
+            new_bits += float(bits[:, first:].sum())
+            all_bits += float(bits.sum())
+            y_hat = (torch.round(yg - mg) + mg) * inv
+            cut = torch.cat([y_hat[:, :first], (mg * inv)[:, first:]], 1)
+            se_all += float(((model.synthesise(y_hat).clamp(0, 1) - x) ** 2).mean())
+            se_cut += float(((model.synthesise(cut).clamp(0, 1) - x) ** 2).mean())
+    return new_bits / all_bits, 10 * math.log10(se_cut / se_all)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+", type=Path, help="weights or checkpoints; the first is the reference")
     ap.add_argument("--data", type=Path, default=Path("../shared/data/ucmerced/dev"))
     ap.add_argument("--images", type=int, default=42)
     ap.add_argument("--qualities", default="1,2,3,4,5,6,7,8")
+    ap.add_argument("--channels-from", type=int, default=None, help="report the use of latent channels from here on")
     ap.add_argument("-o", "--out", type=Path, default=None, help="write the curves as JSON")
     args = ap.parse_args()
     images = load_images(args.data, args.images)
@@ -70,6 +94,10 @@ def main() -> None:
         cells = "  ".join(f"q{q:g} {b:.3f}/{p:.2f}" for q, (b, p) in zip(qualities, points, strict=True))
         vs = f"BD vs first {bd:+.1f} %" if bd is not None else "BD n/a"
         print(f"{path} (M={model.config.m}): {vs}\n  {cells}", flush=True)
+        if args.channels_from is not None and args.channels_from < model.config.m:
+            for q in (qualities[0], qualities[-1]):
+                share, loss = channel_use(model, images, q, args.channels_from)
+                print(f"  q{q:g}: channels {args.channels_from}+ carry {share:.1%} of y bits, worth {loss:.2f} dB")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"data": str(args.data), "images": len(images), "curves": curves}, indent=1))
