@@ -139,7 +139,7 @@ SERVES = {
     "fool-m16": "the default for integer scenes deeper than 8 bits (WorldView-3 pan, Sentinel-2 12-bit bands), "
     "band by band as grey triples, each band mapped from its scanned min..max. fool-m fine-tuned on such bands "
     "only (`--deep-prob 1`), same architecture and on-board cost; float scenes stay with fool-m. Not for colour: "
-    "it has forgotten RGB (27.8 dB at quality 8 on UC Merced `dev`, `bench/transform_floor.py`).",
+    "it has forgotten RGB (27.6 dB at quality 8 on UC Merced `dev`, `bench/transform_floor.py`).",
 }
 
 
