@@ -30,8 +30,9 @@ def _rms(t: torch.Tensor) -> torch.Tensor:
 def widen_latent(model: FoolCodec, trained: FoolCodec, x: torch.Tensor, seed: int = 0) -> None:
     """Load ``trained`` into ``model``, whose latent ``y`` has more channels.
 
-    The transforms' ceiling at high rates is set by the latent width (session 4: with
-    unquantised latents the M=128 model decodes only 0.47 dB above its q8 point). New
+    High rates are capped by the on-board transform (session 4: with unquantised latents the
+    M=128 model decodes only 0.47 dB above its q8 point), and the latent width is the part
+    of it that is cheapest to grow on board (only the last, 1/16-resolution layer widens). New
     channels get fresh analysis filters at the trained filters' scale and the trained
     channels' mean gains; the hyper-analysis ignores them (zero weights, so ``z`` and its bits
     are unchanged); the hyper-synthesis predicts their mean and spread as measured on ``x``
