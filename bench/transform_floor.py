@@ -18,10 +18,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
+from rd_probe import load_images  # sibling script: bench/ is the script's own folder
 
-from ground.train import find_images
 from shared.nn.codec import FoolCodec
 
 
@@ -48,14 +47,7 @@ def main() -> None:
     ap.add_argument("--quality", type=float, default=8.0)
     ap.add_argument("-o", "--out", type=Path, default=Path("bench/results/transform_floor.json"))
     args = ap.parse_args()
-    files = find_images([args.data])
-    files = [files[i] for i in np.linspace(0, len(files) - 1, min(args.images, len(files))).astype(int)]
-    images = []
-    for f in files:
-        with rasterio.open(f) as ds:
-            a = ds.read()[:3].astype(np.float32) / 255
-        h, w = a.shape[1] // 64 * 64, a.shape[2] // 64 * 64
-        images.append(torch.from_numpy(np.ascontiguousarray(a[:, :h, :w]))[None])
+    images = load_images(args.data, args.images)
     results = {}
     for path in args.models:
         model = FoolCodec.load(path)
