@@ -2,7 +2,8 @@
 
 Runs unattended for hours on a CPU: checkpoints (model, both optimisers, step, RNG) are
 written atomically every few minutes and picked up again by the next run, and every
-logged step is appended to a CSV so curves survive restarts.
+logged step is appended to a CSV so curves survive restarts. SIGTERM or Ctrl-C (SIGINT) ends a
+run at the next step boundary with a final checkpoint, so stopping a run never loses work.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import csv
 import dataclasses
 import math
 import os
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +138,27 @@ def _lr_at(step: int, opts: TrainOptions) -> float:
     return cosine * min(1.0, (step + 1) / opts.warmup) if opts.warmup > 0 else cosine
 
 
+@contextmanager
+def _stop_requests() -> Iterator[list[int]]:
+    """Collect SIGTERM/SIGINT while training; the loop stops at the next step and checkpoints.
+
+    Only the main thread may install handlers; elsewhere (e.g. a library caller's worker thread)
+    the process keeps its default behaviour.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {
+        s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def train(opts: TrainOptions, log=print) -> Path:
     """Train (or resume) a codec; returns the checkpoint path."""
     import torch
@@ -215,13 +241,13 @@ def train(opts: TrainOptions, log=print) -> Path:
     start = time.time()
     last_ckpt = start
     new_log = not csv_path.exists()
-    with open(csv_path, "a", newline="") as fh:
+    with open(csv_path, "a", newline="") as fh, _stop_requests() as stop:
         writer = csv.writer(fh)
         if new_log:
             writer.writerow(["step", "seconds", "lr", "loss", "bpp", "mse", "psnr", "aux", "level"])
         acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
         while step < opts.steps:
-            if opts.max_minutes is not None and time.time() - start > opts.max_minutes * 60:
+            if stop or (opts.max_minutes is not None and time.time() - start > opts.max_minutes * 60):
                 break
             lr = _lr_at(step, opts)
             for g in opt.param_groups:
@@ -275,7 +301,8 @@ def train(opts: TrainOptions, log=print) -> Path:
                 _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage, ramp)
                 last_ckpt = time.time()
     _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage, ramp)
-    log(f"stopped at step {step}; checkpoint {ckpt_path}")
+    why = f" on {signal.Signals(stop[0]).name}" if stop else ""
+    log(f"stopped{why} at step {step}; checkpoint {ckpt_path}")
     return ckpt_path
 
 

@@ -112,3 +112,27 @@ def test_latent_widens_an_init_model(images, tmp_path):
     both = TrainOptions(data=[images], out=tmp_path / "both", steps=0, crop=64, init=ckpt, latent=160, dec_blocks=1)
     with pytest.raises(ModelError, match="separate runs"):
         train(both, log=lambda *_: None)
+
+
+def test_sigterm_stops_a_run_with_a_checkpoint(images, tmp_path):
+    """Operators stop long runs with kill or Ctrl-C: the run must end cleanly and keep its steps."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "fool.cli", "train", str(images), "-o", str(out), "--batch", "2", "--crop", "64"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log, deadline = out / "train_log.csv", time.time() + 120
+        while not (log.exists() and len(log.read_text().splitlines()) > 1):  # in the step loop
+            assert proc.poll() is None and time.time() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "stopped on SIGTERM at step" in stdout and "Traceback" not in stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] > 0
