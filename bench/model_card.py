@@ -137,8 +137,8 @@ SERVES = {
     "(NAIP NIR, float multispectral; also 11–16-bit bands when fool-m16 is not shipped or `--model fool-m` "
     "is given). 8-bit bands map 0..255; deeper integer and float bands map their scanned min..max.",
     "fool-m16": "the default for integer scenes deeper than 8 bits (WorldView-3 pan, Sentinel-2 12-bit bands), "
-    "band by band as grey triples, each band mapped from its scanned min..max. fool-m fine-tuned on such bands "
-    "only (`--deep-prob 1`), same architecture and on-board cost; float scenes stay with fool-m. Not for colour: "
+    "band by band as grey triples, each band mapped from its scanned min..max. fool-m (as of its run 6, "
+    "M=128) fine-tuned on such bands only (`--deep-prob 1`); float scenes stay with fool-m. Not for colour: "
     "it has forgotten RGB (27.6 dB at quality 8 on UC Merced `dev`, `bench/transform_floor.py`).",
 }
 
