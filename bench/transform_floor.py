@@ -13,7 +13,7 @@ linear transform gains much from K = M to K = 1.5 M, the latent width (not the d
 networks around it) is what holds the floor.
 
     python bench/transform_floor.py models/fool-m.pt runs/fool-m7/checkpoint.pt --images 42
-    python bench/transform_floor.py models/fool-m.pt --pca-dims 64 128 192 256 -o bench/results/transform_floor_pca.json
+    python bench/transform_floor.py models/fool-m.pt --pca-dims 64 128 192 256
 """
 
 from __future__ import annotations
