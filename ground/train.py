@@ -141,6 +141,7 @@ def _lr_at(step: int, opts: TrainOptions) -> float:
 @contextmanager
 def _stop_requests() -> Iterator[list[int]]:
     """Collect SIGTERM/SIGINT while training; the loop stops at the next step and checkpoints.
+    A second signal interrupts at once (the last periodic checkpoint stays).
 
     Only the main thread may install handlers; elsewhere (e.g. a library caller's worker thread)
     the process keeps its default behaviour.
@@ -149,9 +150,13 @@ def _stop_requests() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    previous = {
-        s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)
-    }
+
+    def request(signum: int, _frame) -> None:
+        if received:  # asked twice: the operator does not want to wait for the step
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {s: signal.signal(s, request) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield received
     finally:
