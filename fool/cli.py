@@ -317,7 +317,7 @@ def demo(scene, quality, model, runtime, workdir) -> None:
     multiple=True,
     default=("jpeg2000", "jpegxl", "webp", "jpeg", "ccsds121"),
     show_default=True,
-    help="Reference codecs; ccsds121 (libaec) is the lossless reference for integer data.",
+    help="Reference codecs, repeated or comma-separated; ccsds121 (libaec) is the lossless reference for integer data.",
 )
 @click.option("--limit", type=int, help="Evaluate an evenly spread subset of this many images.")
 @click.option("--tile-size", default=512, show_default=True)
@@ -337,7 +337,7 @@ def eval_cmd(inputs, models, codecs, limit, tile_size, msssim, out) -> None:
     summary = evaluate(
         list(inputs),
         list(models) or default_models(list(inputs), limit),
-        list(codecs),
+        [c.strip() for item in codecs for c in item.split(",") if c.strip()],
         limit=limit,
         tile_size=tile_size,
         with_msssim=msssim,

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from shared.bands import bits_for_max
+from shared.errors import InputError
 
 OURS_QUALITIES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 J2K_PSNR_TARGETS = (24, 27, 30, 33, 36, 39, 42, 46)
 JXL_DISTANCES = (8.0, 5.0, 3.0, 2.0, 1.4, 1.0, 0.6, 0.3)
 QUALITY_LEVELS = (10, 25, 40, 60, 75, 85, 92, 97)
+REFERENCE_CODECS = ("jpeg2000", "jpegxl", "webp", "jpeg", "ccsds121")
 
 
 @dataclass
@@ -288,6 +290,9 @@ def evaluate(
     from onboard.compress import load_runtime
     from shared.zoo import DEFAULT_QUALITY
 
+    unknown = [c for c in codecs if c not in REFERENCE_CODECS]
+    if unknown:  # a typo would otherwise give a benchmark with no reference and no BD-rate
+        raise InputError(f"unknown reference codec {', '.join(unknown)}: choose from {', '.join(REFERENCE_CODECS)}")
     default_quality = DEFAULT_QUALITY if default_quality is None else default_quality
     files = find_inputs(inputs, limit)
     MSSSIM["enabled"] = with_msssim

@@ -27,12 +27,17 @@ def test_eval_reports_curves_and_lossless_reference(scenes):
 
 def test_eval_cli_writes_json_and_plot(scenes, tmp_path):
     out = tmp_path / "rd.json"
-    r = CliRunner().invoke(
-        main, ["eval", str(scenes["rgb_uint8"]), "--codec", "jpeg", "--codec", "ccsds121", "-o", str(out)]
-    )
+    r = CliRunner().invoke(main, ["eval", str(scenes["rgb_uint8"]), "--codec", "jpeg,ccsds121", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert "lossless reference ccsds121" in r.output and "BD-rate fool-m vs jpeg" in r.output
     assert json.loads(out.read_text())["images"] == 1 and out.with_suffix(".png").exists()
+
+
+def test_eval_refuses_an_unknown_reference_codec(scenes, tmp_path):
+    out = tmp_path / "rd.json"
+    r = CliRunner().invoke(main, ["eval", str(scenes["rgb_uint8"]), "--codec", "jpeg2000,j2k", "-o", str(out)])
+    assert r.exit_code != 0 and "unknown reference codec j2k" in r.output and "jpegxl" in r.output
+    assert "Traceback" not in r.output and not out.exists()
 
 
 def test_eval_defaults_to_the_models_compress_picks(scenes):
