@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import ContainerError, FoolError, OutputError
-from shared.format import FLAG_MASK, Container, TileEntry
-from shared.geometry import Tile
+from shared.format import FLAG_MASK, VERSION, Container, TileEntry
+from shared.geometry import Tile, coded_latents
 from shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
 
 
@@ -38,13 +38,39 @@ class TileLatents:
     valid: np.ndarray | None
 
 
-def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec) -> TileLatents:
-    """The bit-exact half of decoding a tile: payload -> latents (no neighbour is needed)."""
+def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec, version: int = VERSION) -> TileLatents:
+    """The bit-exact half of decoding a tile: payload -> latents (no neighbour is needed).
+
+    From container version 2 on, only latents over valid pixels were sent; the rest decode
+    to their predicted means."""
     tile: Tile = scene.grid.tile(entry.row, entry.col)
     ph, pw = tile.padded_shape
     parts, valid = unpack_tile(payload, len(scene.groups), bool(entry.flags & FLAG_MASK), (tile.height, tile.width))
-    y_hat = np.stack([codec.decode(p, (ph // 16, pw // 16), entry.quality) for p in parts])
+    coded = coded_latents((ph, pw), (tile.height, tile.width), valid) if version >= 2 else None
+    y_hat = np.stack([fill_unsent(codec.decode(p, (ph // 16, pw // 16), entry.quality, coded), coded) for p in parts])
     return TileLatents(y_hat, valid)
+
+
+def fill_unsent(y_hat: np.ndarray, coded: np.ndarray | None) -> np.ndarray:
+    """Latents that were not sent take the mean of their sent (or already filled) 4-neighbours,
+    spreading outwards: in effect edge padding in latent space.
+
+    They carry no pixel of their own, but the synthesis reads them for the valid pixels next
+    to them. Their predicted means cost quality there (Sentinel-2 B11 at quality 8: -0.23 dB
+    over the scene); continuing the last sent latents costs 0.06 dB.
+    """
+    if coded is None or coded.all() or not coded.any():
+        return y_hat
+    y, filled = y_hat.copy(), coded.copy()
+    while not filled.all():
+        f = np.pad(filled, 1)
+        v = np.pad(np.where(filled, y, 0.0), ((0, 0), (1, 1), (1, 1)))
+        count = f[:-2, 1:-1].astype(np.int32) + f[2:, 1:-1] + f[1:-1, :-2] + f[1:-1, 2:]
+        total = v[:, :-2, 1:-1] + v[:, 2:, 1:-1] + v[:, 1:-1, :-2] + v[:, 1:-1, 2:]
+        new = ~filled & (count > 0)
+        y[:, new] = total[:, new] / count[new]
+        filled |= new
+    return y
 
 
 def latent_canvas(own: np.ndarray, neighbours: dict[tuple[int, int], np.ndarray | None], k: int):
@@ -203,7 +229,9 @@ def decode_container(
                         cache[rc] = None
                         if entry is not None:
                             try:
-                                cache[rc] = decode_latents(entry, container.payload(entry), scene, synthesis.codec)
+                                cache[rc] = decode_latents(
+                                    entry, container.payload(entry), scene, synthesis.codec, container.version
+                                )
                             except FoolError:
                                 if not skip_damaged:
                                     raise

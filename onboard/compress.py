@@ -15,7 +15,7 @@ from onboard.scene import SceneReader, TileData
 from shared import zoo
 from shared.errors import InputError, ModelError
 from shared.format import FLAG_MASK, write_container
-from shared.geometry import ALIGN
+from shared.geometry import ALIGN, coded_latents
 from shared.latent_codec import LatentCodec, quality_code
 from shared.scene import MAX_HALO, pack_tile
 
@@ -176,7 +176,9 @@ def compress_scene(
                 else:
                     t1 = time.perf_counter()
                     y, z = latents
-                    parts = [codec.encode(y[g], z[g], code) for g in range(len(reader.groups))]
+                    tile = data.tile
+                    sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
+                    parts = [codec.encode(y[g], z[g], code, sent) for g in range(len(reader.groups))]
                     payload = pack_tile(parts, data.valid)
                     timings["entropy_s"] += time.perf_counter() - t1
                     flags = FLAG_MASK if data.valid is not None else 0

@@ -28,7 +28,10 @@ from shared.errors import ChecksumError, ContainerError, OutputError, VersionErr
 
 MAGIC = b"FOOL"
 END_MAGIC = b"LOOF"
-VERSION = 1
+#: Version 2 sends only the latents that cover valid pixels (shared.geometry.coded_latents);
+#: version 1 sent every latent of the padded tile. Both are read.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 PREAMBLE = struct.Struct("<4sHHI")
 ENTRY = struct.Struct("<IIQIIHB")
 FOOTER = struct.Struct("<QII4s")
@@ -134,10 +137,10 @@ class Container:
         magic, version, _, head_len = PREAMBLE.unpack(self._read(0, PREAMBLE.size))
         if magic != MAGIC:
             raise ContainerError(f"{self.name} is not a .fool container (bad magic {magic!r})")
-        if version != VERSION:
+        if version not in READABLE_VERSIONS:
             raise VersionError(
-                f"{self.name} uses container version {version}; this decoder reads version "
-                f"{VERSION}. Use a FOOL release that supports it."
+                f"{self.name} uses container version {version}; this decoder reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}. Use a FOOL release that supports it."
             )
         if head_len > MAX_HEADER:
             raise ContainerError(f"{self.name}: header length {head_len} is implausible")

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 #: The codec downsamples by 64 in total (16 in the analysis, 4 more in the hyper-analysis),
 #: so every coded tile is padded to a multiple of this.
 ALIGN = 64
+#: Pixels per latent position along each axis (the analysis downsamples by 16).
+LATENT_STRIDE = 16
 
 
 @dataclass(frozen=True)
@@ -65,3 +69,19 @@ class TileGrid:
 
     def __len__(self) -> int:
         return self.rows * self.cols
+
+
+def coded_latents(padded_shape: tuple[int, int], shape: tuple[int, int], valid: np.ndarray | None) -> np.ndarray:
+    """Which latent positions of a tile are entropy-coded: those whose 16x16 block holds at
+    least one real, valid pixel. The rest (alignment padding, nodata) are not sent; the ground
+    puts them at their predicted means. Both sides derive this mask from what the ground
+    already knows (tile geometry, the lossless validity mask), so it costs no bits.
+
+    Padding used to cost 9 % more bytes on a 900x900 pan scene than on its 896x896 crop.
+    """
+    ph, pw = padded_shape
+    h, w = shape
+    block = np.zeros((ph, pw), bool)
+    block[:h, :w] = True if valid is None else valid
+    s = LATENT_STRIDE
+    return block.reshape(ph // s, s, pw // s, s).any(axis=(1, 3))

@@ -109,62 +109,79 @@ class LatentCodec:
         means_g[:, rest] = means_g[:, rest] + d_means
         return rest, scale_indexes(scales_g[:, rest], self.scale_table), means_g
 
-    def quantise(self, y: np.ndarray, z: np.ndarray, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Analysis outputs -> integer symbols (z_sym, y_sym) and the y CDF indexes."""
+    def quantise(
+        self, y: np.ndarray, z: np.ndarray, code: int, coded: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Analysis outputs -> integer symbols (z_sym, y_sym) and the y CDF indexes.
+
+        ``coded`` (h, w) marks the latents that are sent (:func:`shared.geometry.coded_latents`);
+        the others get symbol 0, i.e. their predicted mean, on both sides.
+        """
         z_sym = np.rint(z.astype(np.float32) - self.z_medians[:, None, None]).astype(np.int32)
         scales_g, indexes, means_g, gain, _ = self._y_params(self._z_hat(z_sym), code)
         y_g = y.astype(np.float64) * gain
         y_sym = np.rint(y_g - means_g).astype(np.int32)
+        if coded is not None:
+            y_sym[:, ~coded] = 0
         if self.context is not None:
             anchors = np.where(intnet.anchor_mask(*y.shape[1:]), y_sym + means_g, 0.0)
             rest, rest_indexes, means_g = self._context(anchors, scales_g, means_g)
             y_sym[:, rest] = np.rint(y_g[:, rest] - means_g[:, rest]).astype(np.int32)
+            if coded is not None:
+                y_sym[:, ~coded] = 0
             indexes = indexes.copy()
             indexes[:, rest] = rest_indexes
         return z_sym, y_sym, indexes
 
-    def encode(self, y: np.ndarray, z: np.ndarray, code: int) -> bytes:
+    def encode(self, y: np.ndarray, z: np.ndarray, code: int, coded: np.ndarray | None = None) -> bytes:
         """y (M, h, w) and z (nz, h/4, w/4) from the analysis -> one tile-group payload.
 
-        Layout: u32 length of the hyper-latent stream, that stream, then the y stream; with a
-        context model the y stream is split in two (u32 length of the anchor stream, anchors,
-        the rest), because the rest can only be indexed once the anchors are decoded.
+        Layout: u32 length of the hyper-latent stream, that stream, then the y stream of the
+        ``coded`` latents (all when None, as in version-1 containers); with a context model the
+        y stream is split in two (u32 length of the anchor stream, anchors, the rest), because
+        the rest can only be indexed once the anchors are decoded.
         """
-        z_sym, y_sym, indexes = self.quantise(y, z, code)
+        z_sym, y_sym, indexes = self.quantise(y, z, code, coded)
         z_bytes = self.z_table.encode(z_sym, self._z_indexes(z.shape[1:]))
+        sent = np.ones(y.shape[1:], bool) if coded is None else coded
         if self.context is None:
-            y_bytes = self.y_table.encode(y_sym, indexes)
+            y_bytes = self.y_table.encode(y_sym[:, sent], indexes[:, sent])
         else:
             first = intnet.anchor_mask(*y.shape[1:])
-            a_bytes = self.y_table.encode(y_sym[:, first], indexes[:, first])
-            y_bytes = (
-                struct.pack("<I", len(a_bytes)) + a_bytes + self.y_table.encode(y_sym[:, ~first], indexes[:, ~first])
-            )
+            a_bytes = self.y_table.encode(y_sym[:, first & sent], indexes[:, first & sent])
+            rest = ~first & sent
+            y_bytes = struct.pack("<I", len(a_bytes)) + a_bytes + self.y_table.encode(y_sym[:, rest], indexes[:, rest])
         return struct.pack("<I", len(z_bytes)) + z_bytes + y_bytes
 
-    def decode_symbols(self, payload: bytes, latent_shape: tuple[int, int], code: int):
+    def decode_symbols(self, payload: bytes, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None):
         """Payload -> (y symbols, means * gain, inverse gain): the bit-exact part of decoding."""
         z_len, pos = _length(payload, 0, "hyper-latent")
         h, w = latent_shape
         if h % 4 or w % 4 or h <= 0 or w <= 0:
             raise ContainerError(f"latent shape {latent_shape} is not a multiple of 4")
+        sent = np.ones((h, w), bool) if coded is None else coded
+        if sent.shape != (h, w):
+            raise ContainerError(f"coded-latent mask {sent.shape} does not match the latent shape {latent_shape}")
         z_sym = self.z_table.decode(payload[pos : pos + z_len], self._z_indexes((h // 4, w // 4)))
         scales_g, indexes, means_g, _, inv = self._y_params(self._z_hat(z_sym), code)
         pos += z_len
+        y_sym = np.zeros(indexes.shape, dtype=np.int32)
         if self.context is None:
-            return self.y_table.decode(payload[pos:], indexes), means_g, inv
+            y_sym[:, sent] = self.y_table.decode(payload[pos:], indexes[:, sent])
+            return y_sym, means_g, inv
         a_len, pos = _length(payload, pos, "anchor")
         first = intnet.anchor_mask(h, w)
-        y_sym = np.zeros(indexes.shape, dtype=np.int32)
-        y_sym[:, first] = self.y_table.decode(payload[pos : pos + a_len], indexes[:, first])
+        y_sym[:, first & sent] = self.y_table.decode(payload[pos : pos + a_len], indexes[:, first & sent])
         anchors = np.where(first, y_sym + means_g, 0.0)
         rest, rest_indexes, means_g = self._context(anchors, scales_g, means_g)
-        y_sym[:, rest] = self.y_table.decode(payload[pos + a_len :], rest_indexes)
+        y_sym[:, rest & sent] = self.y_table.decode(payload[pos + a_len :], rest_indexes[:, sent[rest]])
         return y_sym, means_g, inv
 
-    def decode(self, payload: bytes, latent_shape: tuple[int, int], code: int) -> np.ndarray:
+    def decode(
+        self, payload: bytes, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None
+    ) -> np.ndarray:
         """Payload -> y_hat (M, h, w) float32 ready for the synthesis."""
-        y_sym, means_g, inv = self.decode_symbols(payload, latent_shape, code)
+        y_sym, means_g, inv = self.decode_symbols(payload, latent_shape, code, coded)
         return ((y_sym + means_g) * inv).astype(np.float32)
 
 

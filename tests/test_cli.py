@@ -45,6 +45,30 @@ def test_round_trip_synthetic(scenes, tmp_path, name):
             assert y.max() <= 2 ** (11 if "11bit" in name else 12) - 1  # clipped to the real bit depth
 
 
+def test_version_1_containers_still_decode(scenes, tmp_path, monkeypatch):
+    """Version 1 sent every latent of the padded tile; a version-2 decoder must still read it."""
+    import onboard.compress
+    import shared.format
+
+    src = scenes["pan_uint16_11bit"]  # 200x150: both sides padded
+    errors, sizes = {}, {}
+    for version in (2, 1):
+        if version == 1:
+            monkeypatch.setattr(shared.format, "VERSION", 1)
+            monkeypatch.setattr(onboard.compress, "coded_latents", lambda *_: None)
+        fool, out = tmp_path / f"v{version}.fool", tmp_path / f"v{version}.tif"
+        assert run("compress", src, "-o", fool, "-q", 6).exit_code == 0
+        r = run("decode", fool, "-o", out)
+        assert r.exit_code == 0, r.output
+        with open(fool, "rb") as fh:
+            assert int.from_bytes(fh.read(6)[4:], "little") == version
+        with rasterio.open(src) as a, rasterio.open(out) as b:
+            errors[version] = float(np.abs(a.read().astype(float) - b.read()).mean())
+        sizes[version] = fool.stat().st_size
+    assert sizes[2] < sizes[1]  # padding latents are no longer sent
+    assert errors[1] < 1.2 * errors[2] + 1  # and v1 decodes as well as v2, not into garbage
+
+
 def test_nodata_tiles_are_not_coded(tmp_path):
     src = data.write(tmp_path / "nd.tif", nodata=0, height=200, width=200)
     with rasterio.open(src, "r+") as ds:

@@ -38,6 +38,29 @@ def test_latent_round_trip_is_exact(codec):
     assert codec.decode(payload, (8, 12), code).tobytes() == y_hat.tobytes()
 
 
+@pytest.mark.parametrize("use_context", [False, True])
+def test_unsent_latents_cost_nothing_and_decode_to_their_means(codec, context_model, use_context):
+    """Latents outside ``coded`` (alignment padding, nodata) are not in the payload."""
+    c = context_model[1] if use_context else codec
+    rng = np.random.default_rng(8)
+    y = rng.normal(0, 3, (c.gains.shape[1], 8, 12)).astype(np.float32)
+    z = rng.normal(0, 2, (c.z_medians.shape[0], 2, 3)).astype(np.float32)
+    code = quality_code(6.0, c.levels)
+    coded = np.zeros((8, 12), bool)
+    coded[:5, :9] = True
+    coded[2, 3] = False  # an irregular (nodata) hole too
+    payload = c.encode(y, z, code, coded)
+    assert len(payload) < 0.8 * len(c.encode(y, z, code))
+    y_sym, means_g, inv = c.decode_symbols(payload, (8, 12), code, coded)
+    assert np.array_equal(y_sym, c.quantise(y, z, code, coded)[1])
+    assert not y_sym[:, ~coded].any() and y_sym[:, coded].any()
+    y_hat = c.decode(payload, (8, 12), code, coded)
+    gain, _ = c.gain_vectors(code)
+    assert np.all(np.abs(y * gain - y_hat / inv)[:, coded] <= 0.5 + 1e-3)
+    with pytest.raises(ContainerError, match="mask"):
+        c.decode(payload, (8, 12), code, coded[:4])
+
+
 def test_quality_changes_rate(codec):
     rng = np.random.default_rng(2)
     y = rng.normal(0, 3, (codec.gains.shape[1], 16, 16)).astype(np.float32)
