@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--quality", type=float, default=4.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--halo", type=int, default=0, help="inter-tile context (pixels) to time its overhead")
+    ap.add_argument("--tile-size", type=int, default=None, help="[default: fool compress's]")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -90,6 +91,8 @@ def main() -> None:
             "--halo",
             str(args.halo),
         ]
+        if args.tile_size:
+            cmd += ["--tile-size", str(args.tile_size)]
         if args.runtime == "onnx":
             subprocess.run([sys.executable, "-m", "fool.cli", "export-onnx", "-o", str(tmp / "flight")], check=True)
             cmd += ["--flight", str(tmp / "flight")]
@@ -111,6 +114,7 @@ def main() -> None:
         "threads": args.threads,
         "quality": args.quality,
         "halo": args.halo,
+        "tile_size": args.tile_size or "default",
         "megapixels": mp,
         "wall_s": round(wall, 2),
         "mp_per_s": round(mp / wall, 3),
@@ -123,7 +127,9 @@ def main() -> None:
     results = ROOT / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     halo = f"_halo{args.halo}" if args.halo else ""
-    (results / f"onboard_{args.runtime}_{args.bands}b_{args.size}{halo}.json").write_text(json.dumps(result, indent=2))
+    tile = f"_tile{args.tile_size}" if args.tile_size else ""
+    name = f"onboard_{args.runtime}_{args.bands}b_{args.size}{halo}{tile}.json"
+    (results / name).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

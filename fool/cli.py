@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from shared.errors import FoolError
+from shared.geometry import DEFAULT_TILE
 
 
 class FoolGroup(click.Group):
@@ -172,7 +173,7 @@ def _bands(text: str | None) -> list[int] | None:
 @click.option(
     "--model", default=None, help="Shipped model name. [default: fool-m16 for >8-bit integer scenes, else fool-m]"
 )
-@click.option("--tile-size", default=512, show_default=True, help="Tile side in pixels (multiple of 64).")
+@click.option("--tile-size", default=DEFAULT_TILE, show_default=True, help="Tile side in pixels (multiple of 64).")
 @click.option("--bands", help="Bands to code, e.g. 1,2,3 [default: all].")
 @click.option("--band-groups", help="Override band grouping, e.g. '1,2,3;4' (groups of 1 or 3).")
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
@@ -320,7 +321,7 @@ def demo(scene, quality, model, runtime, workdir) -> None:
     help="Reference codecs, repeated or comma-separated; ccsds121 (libaec) is the lossless reference for integer data.",
 )
 @click.option("--limit", type=int, help="Evaluate an evenly spread subset of this many images.")
-@click.option("--tile-size", default=512, show_default=True)
+@click.option("--tile-size", default=DEFAULT_TILE, show_default=True)
 @click.option("--msssim", is_flag=True, help="Also compute MS-SSIM (slow on CPU).")
 @click.option(
     "-o",

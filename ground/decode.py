@@ -257,7 +257,10 @@ def decode_container(
                     window = tile.window()
                     out.write(values, window=window)
                     if scene.mask == "internal":
-                        out.write_mask(latents.valid if latents.valid is not None else True, window=window)
+                        # an array, never True: rasterio's write_mask(True) marks the whole band valid,
+                        # window or not, and wiped the masks of earlier tiles
+                        valid = latents.valid if latents.valid is not None else np.ones(values.shape[1:], bool)
+                        out.write_mask(valid, window=window)
                     if progress:
                         progress(i + 1, len(entries))
                 _fill_missing(out, scene, {(e.row, e.col) for e in container.tiles} - set(failed))

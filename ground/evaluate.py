@@ -1,8 +1,9 @@
 """`fool eval`: rate-distortion benchmark of FOOL against classical codecs at matched rates.
 
 Every number in the README and model card comes from here. Rates count codestream bytes
-only (our tile payloads; raw J2K codestreams; JPEG XL/WebP/JPEG files), PSNR uses the
-peak of the real bit depth, and aggregates are means over images per setting.
+only (our tile payloads and their 27-byte table entries; raw J2K codestreams; JPEG XL/WebP/JPEG
+files), PSNR uses the peak of the real bit depth, and aggregates are means over images per
+setting.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from shared.bands import bits_for_max
 from shared.errors import InputError
+from shared.geometry import DEFAULT_TILE
 
 OURS_QUALITIES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 J2K_PSNR_TARGETS = (24, 27, 30, 33, 36, 39, 42, 46)
@@ -158,7 +160,7 @@ def eval_ours(
     qualities,
     engine,
     synthesis,
-    tile_size: int = 512,
+    tile_size: int = DEFAULT_TILE,
     label: str | None = None,
     **compress_opts,
 ) -> list[Point]:
@@ -188,7 +190,7 @@ def eval_ours(
                     label or model,
                     q,
                     str(path),
-                    8 * r.payload_bytes / r.pixels,
+                    8 * r.codestream_bytes / r.pixels,
                     psnr(img, rec, peak),
                     msssim(img, rec, peak),
                     r.seconds,
@@ -282,7 +284,7 @@ def evaluate(
     qualities=OURS_QUALITIES,
     limit: int | None = None,
     default_quality: float | None = None,
-    tile_size: int = 512,
+    tile_size: int = DEFAULT_TILE,
     with_msssim: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:

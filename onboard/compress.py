@@ -14,12 +14,10 @@ import numpy as np
 from onboard.scene import SceneReader, TileData
 from shared import zoo
 from shared.errors import InputError, ModelError
-from shared.format import FLAG_MASK, write_container
-from shared.geometry import ALIGN, coded_latents
+from shared.format import ENTRY, FLAG_MASK, write_container
+from shared.geometry import ALIGN, DEFAULT_TILE, coded_latents
 from shared.latent_codec import LatentCodec, quality_code
 from shared.scene import MAX_HALO, pack_tile
-
-DEFAULT_TILE = 512
 
 
 @dataclass
@@ -33,6 +31,12 @@ class CompressReport:
     seconds: float
     timings: dict = field(default_factory=dict)
     payload_bytes: int = 0  # tile payloads only: the codestream, without header and tile table
+
+    @property
+    def codestream_bytes(self) -> int:
+        """What grows with the tiles: their payloads and table entries. The scene header
+        (georeferencing, band ranges, model id) is fixed metadata, like a GeoTIFF's tags."""
+        return self.payload_bytes + ENTRY.size * self.tiles_coded
 
     @property
     def bpp(self) -> float:
