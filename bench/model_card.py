@@ -137,9 +137,9 @@ SERVES = {
     "(NAIP NIR, float multispectral; also 11–16-bit bands when fool-m16 is not shipped or `--model fool-m` "
     "is given). 8-bit bands map 0..255; deeper integer and float bands map their scanned min..max.",
     "fool-m16": "the default for integer scenes deeper than 8 bits (WorldView-3 pan, Sentinel-2 12-bit bands), "
-    "band by band as grey triples, each band mapped from its scanned min..max. fool-m (as of its run 6, "
-    "M=128) fine-tuned on such bands only (`--deep-prob 1`); float scenes stay with fool-m. Not for colour: "
-    "it has forgotten RGB (27.6 dB at quality 8 on UC Merced `dev`, `bench/transform_floor.py`).",
+    "band by band as grey triples, each band mapped from its scanned min..max. fool-m (as of its run 8, "
+    "M=192) fine-tuned on such bands only (`--deep-prob 1`); float scenes stay with fool-m. Not for colour: "
+    "it has forgotten RGB (28.1 dB at quality 8 on UC Merced `dev`, `bench/transform_floor.py`).",
 }
 
 
@@ -167,8 +167,9 @@ def header(model: str) -> list[str]:
         f"`{model}.train_log.csv` (`fool plot-log`). Last logged step: bpp {float(last.get('bpp', 'nan')):.3f}, "
         f"PSNR {float(last.get('psnr', 'nan')):.2f} dB (mean over levels).",
         f"- **serves**: {SERVES.get(model, 'see README')}",
-        "- **rate**: bits counted are the codestream (tile payloads, without the container's ~1–2 kB header and "
-        "27 B/tile table), as the JPEG 2000 numbers count raw J2K codestreams.",
+        "- **rate**: bits counted are the codestream (tile payloads and their 27 B table entries, without the "
+        "container's ~1–2 kB scene header), as the JPEG 2000 numbers count raw J2K codestreams; default "
+        "128-px tiles; container version 2 (latents wholly in padding or nodata are not sent).",
         "",
     ]
 
