@@ -41,8 +41,8 @@ class TileLatents:
 def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec, version: int = VERSION) -> TileLatents:
     """The bit-exact half of decoding a tile: payload -> latents (no neighbour is needed).
 
-    From container version 2 on, only latents over valid pixels were sent; the rest decode
-    to their predicted means."""
+    From container version 2 on, only latents over valid pixels were sent; the rest are
+    symbol 0 (their predicted means) in the bit-exact part, then :func:`fill_unsent`."""
     tile: Tile = scene.grid.tile(entry.row, entry.col)
     ph, pw = tile.padded_shape
     parts, valid = unpack_tile(payload, len(scene.groups), bool(entry.flags & FLAG_MASK), (tile.height, tile.width))
