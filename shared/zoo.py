@@ -13,8 +13,8 @@ DEFAULT_MODEL = "fool-m"
 #: The model for high-bit-depth integer scenes (11/12-bit pan, Sentinel-2), coded band by band:
 #: fool-m fine-tuned on such bands only (models/README.md). Used by default when it is shipped.
 DEEP_MODEL = "fool-m16"
-#: Default quality on the 1..8 scale: ~0.7 bpp on aerial RGB (0.23 per band, ~35:1), the mid-rate
-#: where fool-m is closest to JPEG 2000 (qualities 3-4; it loses more at high rates, see models/README.md).
+#: Default quality on the 1..8 scale: ~0.56-0.62 bpp on aerial RGB (0.19-0.21 per band, ~40:1), a
+#: mid-rate where fool-m is ahead of JPEG 2000 (it loses at qualities 7-8, see models/README.md).
 DEFAULT_QUALITY = 3.0
 
 
