@@ -51,18 +51,24 @@ def rd_point(model: FoolCodec, images: list[torch.Tensor], quality: float) -> tu
     return float(np.mean(bpp)), float(np.mean(psnr))
 
 
+def gained_latents(model: FoolCodec, x: torch.Tensor, quality: float):
+    """-> (y, means, scales) in the gained domain and the inverse gain, with z quantised as the
+    coder does: what a probe needs to quantise y itself."""
+    y, z = model.analyse(x)
+    med = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+    scales, means = model.hyper_params(torch.round(z - med) + med)
+    gain, inv = model.gains(torch.tensor([quality]))
+    return y * gain, means * gain, scales.abs() * gain, inv
+
+
 def channel_use(model: FoolCodec, images: list[torch.Tensor], quality: float, first: int) -> tuple[float, float]:
     """Share of the latent bits spent on channels ``first..M`` and the PSNR lost (dB) when they
     are replaced by their predicted means: whether channels grown by ``--latent`` carry anything."""
     new_bits = all_bits = se_all = se_cut = 0.0
     with torch.no_grad():
         for x in images:
-            y, z = model.analyse(x)
-            med = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
-            scales, means = model.hyper_params(torch.round(z - med) + med)
-            gain, inv = model.gains(torch.tensor([quality]))
-            yg, mg = y * gain, means * gain
-            _, lik = model.gaussian_conditional(yg, scales.abs() * gain, means=mg)
+            yg, mg, sg, inv = gained_latents(model, x, quality)
+            _, lik = model.gaussian_conditional(yg, sg, means=mg)
             bits = lik.log2().neg()
             new_bits += float(bits[:, first:].sum())
             all_bits += float(bits.sum())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rd_probe import load_images  # sibling script: bench/ is the script's own folder
+from rd_probe import gained_latents, load_images  # sibling script: bench/ is the script's own folder
 
 from shared.nn.codec import FoolCodec
 
@@ -39,12 +39,8 @@ def offset_gains(model: FoolCodec, images: list[torch.Tensor], quality: float, a
     se = np.zeros(len(alphas))
     with torch.no_grad():
         for x in images:
-            y, z = model.analyse(x)
-            med = model.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
-            scales, means = model.hyper_params(torch.round(z - med) + med)
-            gain, inv = model.gains(torch.tensor([quality]))
-            yg, mg = y * gain, means * gain
-            sg = (scales.abs() * gain).clamp_min(float(model.scale_table[0]))
+            yg, mg, sg, inv = gained_latents(model, x, quality)
+            sg = sg.clamp_min(float(model.scale_table[0]))
             k = torch.round(yg - mg)
             shift = bin_centroid(k, sg) - k
             for i, alpha in enumerate(alphas):
