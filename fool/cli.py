@@ -54,7 +54,11 @@ def main() -> None:
     "--deep-prob", default=0.3, show_default=True, help="Share of crops from >8-bit single bands (own pool when > 0)."
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
-@click.option("--no-autocast", is_flag=True, help="Train in fp32 (bf16 autocast is the CPU default).")
+@click.option(
+    "--autocast/--no-autocast",
+    default=None,
+    help="bf16 autocast on the transforms [default: on where the CPU has native bf16 (AVX512-BF16/AMX), else fp32].",
+)
 @click.option(
     "--init",
     type=click.Path(exists=True, path_type=Path),
@@ -97,7 +101,7 @@ def train(
     gray_prob,
     deep_prob,
     device,
-    no_autocast,
+    autocast,
     init,
     dec_blocks,
     context,
@@ -122,7 +126,7 @@ def train(
         gray_prob=gray_prob,
         deep_prob=deep_prob,
         device=device,
-        autocast=not no_autocast,
+        autocast=autocast,
         init=init,
         dec_blocks=dec_blocks,
         context=context,
@@ -194,8 +198,27 @@ def _bands(text: str | None) -> list[int] | None:
     show_default=True,
     help="Map >8-bit bands from their scanned min/max, or from their full bit depth.",
 )
+@click.option(
+    "--container-version",
+    type=click.IntRange(2, 3),
+    default=3,
+    show_default=True,
+    help="Write container version 2 for ground decoders older than version 3 (more framing bytes).",
+)
 def compress(
-    src, output, quality, model, tile_size, bands, band_groups, runtime, flight_dir, threads, halo, value_range
+    src,
+    output,
+    quality,
+    model,
+    tile_size,
+    bands,
+    band_groups,
+    runtime,
+    flight_dir,
+    threads,
+    halo,
+    value_range,
+    container_version,
 ) -> None:
     """Compress a GeoTIFF/JPEG 2000 scene into a .fool container."""
     from onboard.compress import compress_scene
@@ -216,6 +239,7 @@ def compress(
         _progress("compress"),
         halo=halo,
         value_range=value_range,
+        container_version=container_version,
     )
     click.echo(
         f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp ({r.bpp / r.bands:.3f} per band), "

@@ -42,12 +42,18 @@ def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec, 
     """The bit-exact half of decoding a tile: payload -> latents (no neighbour is needed).
 
     From container version 2 on, only latents over valid pixels were sent; the rest are
-    symbol 0 (their predicted means) in the bit-exact part, then :func:`fill_unsent`."""
+    symbol 0 (their predicted means) in the bit-exact part, then :func:`fill_unsent`. Version 3
+    codes all band groups of a tile in one stream."""
     tile: Tile = scene.grid.tile(entry.row, entry.col)
     ph, pw = tile.padded_shape
-    parts, valid = unpack_tile(payload, len(scene.groups), bool(entry.flags & FLAG_MASK), (tile.height, tile.width))
-    coded = coded_latents((ph, pw), (tile.height, tile.width), valid) if version >= 2 else None
-    y_hat = np.stack([fill_unsent(codec.decode(p, (ph // 16, pw // 16), entry.quality, coded), coded) for p in parts])
+    groups, shape = len(scene.groups), (tile.height, tile.width)
+    streams, valid = unpack_tile(payload, groups, bool(entry.flags & FLAG_MASK), shape, version)
+    coded = coded_latents((ph, pw), shape, valid) if version >= 2 else None
+    if version >= 3:
+        latents = codec.decode_tile(streams[0], groups, (ph // 16, pw // 16), entry.quality, coded)
+    else:
+        latents = [codec.decode(s, (ph // 16, pw // 16), entry.quality, coded) for s in streams]
+    y_hat = np.stack([fill_unsent(y, coded) for y in latents])
     return TileLatents(y_hat, valid)
 
 

@@ -42,7 +42,7 @@ class TrainOptions:
     gray_prob: float = 0.15
     deep_prob: float = 0.3  # share of crops from >8-bit single bands (pan, Sentinel-2); 0 = pooled with grey
     clip: float = 1.0
-    autocast: bool = True
+    autocast: bool | None = None  # bf16 on the transforms; None: only where the CPU computes bf16 natively
     device: str = "cpu"
     checkpoint_minutes: float = 5.0
     log_every: int = 50
@@ -164,6 +164,20 @@ def _stop_requests() -> Iterator[list[int]]:
             signal.signal(s, handler)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX).
+
+    Elsewhere PyTorch emulates it: on a 2-core AMD EPYC with AVX2 only, a bf16 step took 49 s
+    against 2 s in fp32, where a CPU with native bf16 had run twice as fast as fp32.
+    """
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
 def train(opts: TrainOptions, log=print) -> Path:
     """Train (or resume) a codec; returns the checkpoint path."""
     import torch
@@ -241,6 +255,8 @@ def train(opts: TrainOptions, log=print) -> Path:
         lineage = init_lineage(opts.init)
         log(f"initialised from {opts.init} (fresh optimiser state; {sum(r['steps'] for r in lineage)} steps before)")
 
+    autocast = device.type == "cpu" and (native_bf16() if opts.autocast is None else opts.autocast)
+    log(f"transforms in {'bf16 (autocast)' if autocast else 'fp32'} on {device}")
     lambdas = torch.tensor(config.lambdas, device=device)
     levels = len(config.lambdas)
     start = time.time()
@@ -259,7 +275,7 @@ def train(opts: TrainOptions, log=print) -> Path:
                 g["lr"] = lr
             x = torch.from_numpy(source.batch(opts.batch)).to(device)
             level = torch.randint(0, levels, (opts.batch,), device=device)
-            out = model(x, (level + 1).float(), autocast=opts.autocast and device.type == "cpu")
+            out = model(x, (level + 1).float(), autocast=autocast)
             n_pix = x.shape[2] * x.shape[3]
             y_bits = out["likelihoods"]["y"].log2().neg()
             z_bits = out["likelihoods"]["z"].log2().neg().flatten(1).sum(1)

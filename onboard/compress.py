@@ -14,7 +14,7 @@ import numpy as np
 from onboard.scene import SceneReader, TileData
 from shared import zoo
 from shared.errors import InputError, ModelError
-from shared.format import ENTRY, FLAG_MASK, write_container
+from shared.format import ENTRY, FLAG_MASK, MAX_GRID, VERSION, write_container
 from shared.geometry import ALIGN, DEFAULT_TILE, coded_latents
 from shared.latent_codec import LatentCodec, quality_code
 from shared.scene import MAX_HALO, pack_tile
@@ -31,12 +31,13 @@ class CompressReport:
     seconds: float
     timings: dict = field(default_factory=dict)
     payload_bytes: int = 0  # tile payloads only: the codestream, without header and tile table
+    entry_bytes: int = ENTRY.size  # one tile-table entry of the container version written
 
     @property
     def codestream_bytes(self) -> int:
         """What grows with the tiles: their payloads and table entries. The scene header
         (georeferencing, band ranges, model id) is fixed metadata, like a GeoTIFF's tags."""
-        return self.payload_bytes + ENTRY.size * self.tiles_coded
+        return self.payload_bytes + self.entry_bytes * self.tiles_coded
 
     @property
     def bpp(self) -> float:
@@ -127,6 +128,7 @@ def compress_scene(
     engine=None,
     halo: int = 0,
     value_range: str = "scene",
+    container_version: int = VERSION,
 ) -> CompressReport:
     """Compress ``src`` into ``dst``; ``dst`` appears only when the whole scene is written.
 
@@ -134,7 +136,8 @@ def compress_scene(
     ``engine`` is a preloaded ``load_runtime(...)`` result, for callers that code many scenes.
     ``halo`` (pixels, a multiple of 64) turns on inter-tile context: each tile is analysed
     with that much of its neighbours and the ground synthesises it with its neighbours'
-    latents. Every tile still decodes alone (see ground.decode).
+    latents. Every tile still decodes alone (see ground.decode). ``container_version`` writes an
+    older layout that ground stations not yet upgraded can read (docs/format.md).
     """
     start = time.perf_counter()
     if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
@@ -155,6 +158,11 @@ def compress_scene(
             "runtime": analysis.name,
         }
         header["scene"] |= {"model_name": codec.name, "model_sha256": codec.weights_sha256, "halo": halo}
+        if container_version >= 3 and max(reader.grid.rows, reader.grid.cols) > MAX_GRID:
+            raise InputError(
+                f"the scene is {reader.grid.rows}x{reader.grid.cols} tiles; a container addresses at most "
+                f"{MAX_GRID} per side: use a larger --tile-size"
+            )
         coded = skipped = 0
         timings = {"analysis_s": 0.0, "entropy_s": 0.0}
         total = len(reader.grid)
@@ -169,7 +177,7 @@ def compress_scene(
             timings["analysis_s"] += time.perf_counter() - t0
             return data, latents
 
-        with write_container(Path(dst), header) as out, ThreadPoolExecutor(1) as pool:
+        with write_container(Path(dst), header, container_version) as out, ThreadPoolExecutor(1) as pool:
             pending: deque = deque()
             done = 0
 
@@ -181,9 +189,16 @@ def compress_scene(
                     t1 = time.perf_counter()
                     y, z = latents
                     tile = data.tile
-                    sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
-                    parts = [codec.encode(y[g], z[g], code, sent) for g in range(len(reader.groups))]
-                    payload = pack_tile(parts, data.valid)
+                    groups = range(len(reader.groups))
+                    if container_version >= 3:
+                        sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
+                        streams = [codec.encode_tile([(y[g], z[g]) for g in groups], code, sent)]
+                    else:
+                        sent = None
+                        if container_version == 2:
+                            sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
+                        streams = [codec.encode(y[g], z[g], code, sent) for g in groups]
+                    payload = pack_tile(streams, data.valid, container_version)
                     timings["entropy_s"] += time.perf_counter() - t1
                     flags = FLAG_MASK if data.valid is not None else 0
                     out.add_tile(data.tile.row, data.tile.col, payload, code, flags)
@@ -200,6 +215,7 @@ def compress_scene(
                 finish(*pending.popleft().result())
         size = Path(dst).stat().st_size
         payload_bytes = sum(e.length for e in out.entries)
+        entry_bytes = out.entry.size
         pixels = reader.ds.width * reader.ds.height
         nbands = len(reader.bands)
     return CompressReport(
@@ -212,4 +228,5 @@ def compress_scene(
         time.perf_counter() - start,
         timings,
         payload_bytes,
+        entry_bytes,
     )

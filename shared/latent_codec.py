@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from shared import intnet
-from shared.entropy import CdfTable, scale_indexes
+from shared.entropy import CdfTable, StreamDecoder, encode_stream, scale_indexes
 from shared.errors import ContainerError, ModelError
 
 #: Quality is carried as a uint16 code in 1/256 steps, so both sides interpolate gains from
@@ -133,56 +133,102 @@ class LatentCodec:
             indexes[:, rest] = rest_indexes
         return z_sym, y_sym, indexes
 
-    def encode(self, y: np.ndarray, z: np.ndarray, code: int, coded: np.ndarray | None = None) -> bytes:
-        """y (M, h, w) and z (nz, h/4, w/4) from the analysis -> one tile-group payload.
-
-        Layout: u32 length of the hyper-latent stream, that stream, then the y stream of the
-        ``coded`` latents (all when None, as in version-1 containers); with a context model the
-        y stream is split in two (u32 length of the anchor stream, anchors, the rest), because
-        the rest can only be indexed once the anchors are decoded.
-        """
+    def _chunks(self, y: np.ndarray, z: np.ndarray, code: int, coded: np.ndarray | None):
+        """-> the (table, symbols, indexes) runs of one band group, in the order they are decoded:
+        the hyper-latent, then the sent latents (with a context model: anchors, then the rest,
+        which can only be indexed once the anchors are decoded)."""
         z_sym, y_sym, indexes = self.quantise(y, z, code, coded)
-        z_bytes = self.z_table.encode(z_sym, self._z_indexes(z.shape[1:]))
+        chunks = [(self.z_table, z_sym, self._z_indexes(z.shape[1:]))]
         sent = np.ones(y.shape[1:], bool) if coded is None else coded
         if self.context is None:
-            y_bytes = self.y_table.encode(y_sym[:, sent], indexes[:, sent])
-        else:
-            first = intnet.anchor_mask(*y.shape[1:])
-            a_bytes = self.y_table.encode(y_sym[:, first & sent], indexes[:, first & sent])
-            rest = ~first & sent
-            y_bytes = struct.pack("<I", len(a_bytes)) + a_bytes + self.y_table.encode(y_sym[:, rest], indexes[:, rest])
-        return struct.pack("<I", len(z_bytes)) + z_bytes + y_bytes
+            return chunks + [(self.y_table, y_sym[:, sent], indexes[:, sent])]
+        first = intnet.anchor_mask(*y.shape[1:])
+        rest = ~first & sent
+        return chunks + [
+            (self.y_table, y_sym[:, first & sent], indexes[:, first & sent]),
+            (self.y_table, y_sym[:, rest], indexes[:, rest]),
+        ]
 
-    def decode_symbols(self, payload: bytes, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None):
-        """Payload -> (y symbols, means * gain, inverse gain): the bit-exact part of decoding."""
-        z_len, pos = _length(payload, 0, "hyper-latent")
+    def encode(self, y: np.ndarray, z: np.ndarray, code: int, coded: np.ndarray | None = None) -> bytes:
+        """y (M, h, w) and z (nz, h/4, w/4) from the analysis -> one group payload of container
+        versions 1 and 2: one rANS stream per run of :meth:`_chunks`, each but the last preceded
+        by its u32 length. Version 3 codes a whole tile as one stream (:meth:`encode_tile`)."""
+        streams = [table.encode(symbols, indexes) for table, symbols, indexes in self._chunks(y, z, code, coded)]
+        return b"".join(struct.pack("<I", len(b)) + b for b in streams[:-1]) + streams[-1]
+
+    def encode_tile(
+        self, latents: list[tuple[np.ndarray, np.ndarray]], code: int, coded: np.ndarray | None = None
+    ) -> bytes:
+        """Every band group's (y, z) of one tile -> one rANS stream (container version 3)."""
+        return encode_stream([c for y, z in latents for c in self._chunks(y, z, code, coded)])
+
+    def _sent(self, latent_shape: tuple[int, int], coded: np.ndarray | None) -> np.ndarray:
         h, w = latent_shape
         if h % 4 or w % 4 or h <= 0 or w <= 0:
             raise ContainerError(f"latent shape {latent_shape} is not a multiple of 4")
         sent = np.ones((h, w), bool) if coded is None else coded
         if sent.shape != (h, w):
             raise ContainerError(f"coded-latent mask {sent.shape} does not match the latent shape {latent_shape}")
-        z_sym = self.z_table.decode(payload[pos : pos + z_len], self._z_indexes((h // 4, w // 4)))
+        return sent
+
+    def _decode_group(self, read, latent_shape: tuple[int, int], code: int, sent: np.ndarray):
+        """Symbols of one band group, read run by run as :meth:`_chunks` wrote them."""
+        h, w = latent_shape
+        z_sym = read(self.z_table, self._z_indexes((h // 4, w // 4)))
         scales_g, indexes, means_g, _, inv = self._y_params(self._z_hat(z_sym), code)
-        pos += z_len
         y_sym = np.zeros(indexes.shape, dtype=np.int32)
         if self.context is None:
-            y_sym[:, sent] = self.y_table.decode(payload[pos:], indexes[:, sent])
+            y_sym[:, sent] = read(self.y_table, indexes[:, sent])
             return y_sym, means_g, inv
-        a_len, pos = _length(payload, pos, "anchor")
         first = intnet.anchor_mask(h, w)
-        y_sym[:, first & sent] = self.y_table.decode(payload[pos : pos + a_len], indexes[:, first & sent])
+        y_sym[:, first & sent] = read(self.y_table, indexes[:, first & sent])
         anchors = np.where(first, y_sym + means_g, 0.0)
         rest, rest_indexes, means_g = self._context(anchors, scales_g, means_g)
-        y_sym[:, rest & sent] = self.y_table.decode(payload[pos + a_len :], rest_indexes[:, sent[rest]])
+        y_sym[:, rest & sent] = read(self.y_table, rest_indexes[:, sent[rest]])
         return y_sym, means_g, inv
+
+    def decode_symbols(self, payload: bytes, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None):
+        """Group payload (versions 1-2) -> (y symbols, means * gain, inverse gain): the bit-exact part."""
+        sent = self._sent(latent_shape, coded)
+        runs = 2 if self.context is None else 3
+        pos, done = 0, 0
+
+        def read(table: CdfTable, indexes: np.ndarray) -> np.ndarray:
+            nonlocal pos, done
+            done += 1
+            if done == runs:  # the last run takes the rest of the payload
+                return table.decode(payload[pos:], indexes)
+            n, pos = _length(payload, pos, "hyper-latent" if done == 1 else "anchor")
+            pos += n
+            return table.decode(payload[pos - n : pos], indexes)
+
+        return self._decode_group(read, latent_shape, code, sent)
+
+    def decode_tile_symbols(
+        self, stream: bytes, groups: int, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """One tile's stream (version 3) -> per group (y symbols, means * gain, inverse gain)."""
+        sent = self._sent(latent_shape, coded)
+        h, w = latent_shape
+        per_group = self.z_medians.shape[0] * (h // 4) * (w // 4) + int(self.gains.shape[1]) * int(sent.sum())
+        reader = StreamDecoder(stream, groups * per_group)
+        return [self._decode_group(reader.decode, latent_shape, code, sent) for _ in range(groups)]
 
     def decode(
         self, payload: bytes, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None
     ) -> np.ndarray:
-        """Payload -> y_hat (M, h, w) float32 ready for the synthesis."""
-        y_sym, means_g, inv = self.decode_symbols(payload, latent_shape, code, coded)
-        return ((y_sym + means_g) * inv).astype(np.float32)
+        """Group payload (versions 1-2) -> y_hat (M, h, w) float32 ready for the synthesis."""
+        return dequantise(*self.decode_symbols(payload, latent_shape, code, coded))
+
+    def decode_tile(
+        self, stream: bytes, groups: int, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """One tile's stream (version 3) -> y_hat (M, h, w) float32 per band group."""
+        return [dequantise(*s) for s in self.decode_tile_symbols(stream, groups, latent_shape, code, coded)]
+
+
+def dequantise(y_sym: np.ndarray, means_g: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    return ((y_sym + means_g) * inv).astype(np.float32)
 
 
 def _length(payload: bytes, pos: int, what: str) -> tuple[int, int]:

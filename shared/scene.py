@@ -105,21 +105,54 @@ class SceneHeader:
         return h
 
 
-def pack_tile(group_payloads: list[bytes], valid: np.ndarray | None) -> bytes:
+def pack_tile(streams: list[bytes], valid: np.ndarray | None, version: int) -> bytes:
+    """A tile payload: the optional lossless validity mask, then the entropy-coded latents.
+
+    Version 3 holds one stream for the whole tile and a LEB128 mask length (the stream takes
+    the rest); versions 1-2 held one u32-length-prefixed payload per band group.
+    """
     parts = []
     if valid is not None:
         mask = zlib.compress(np.packbits(valid.astype(bool)).tobytes(), 9)
-        parts.append(struct.pack("<I", len(mask)) + mask)
-    parts += [struct.pack("<I", len(p)) + p for p in group_payloads]
-    return b"".join(parts)
+        parts.append((_varint(len(mask)) if version >= 3 else struct.pack("<I", len(mask))) + mask)
+    if version >= 3:
+        if len(streams) != 1:
+            raise ValueError("a version-3 tile holds exactly one stream")
+        return b"".join(parts) + streams[0]
+    return b"".join(parts + [struct.pack("<I", len(p)) + p for p in streams])
 
 
-def unpack_tile(payload: bytes, groups: int, has_mask: bool, shape: tuple[int, int]):
-    """-> (list of group payloads, validity mask or None). Sizes are checked, not trusted."""
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def unpack_tile(payload: bytes, groups: int, has_mask: bool, shape: tuple[int, int], version: int):
+    """-> (streams, validity mask or None): one stream per band group (versions 1-2) or one for the
+    tile (version 3). Sizes are checked, not trusted."""
     pos, mask = 0, None
 
     def take() -> bytes:
         nonlocal pos
+        if version >= 3:
+            n = shift = 0
+            while True:
+                if pos >= len(payload) or shift > 28:
+                    raise ContainerError("tile payload is truncated (mask length)")
+                byte = payload[pos]
+                pos += 1
+                n |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            if pos + n > len(payload):
+                raise ContainerError("tile payload declares more bytes than it holds")
+            pos += n
+            return payload[pos - n : pos]
         if pos + 4 > len(payload):
             raise ContainerError("tile payload is truncated")
         (n,) = struct.unpack_from("<I", payload, pos)
@@ -138,6 +171,8 @@ def unpack_tile(payload: bytes, groups: int, has_mask: bool, shape: tuple[int, i
         if len(raw) != expected:
             raise ContainerError("tile mask has the wrong size")
         mask = np.unpackbits(np.frombuffer(raw, np.uint8))[: shape[0] * shape[1]].reshape(shape).astype(bool)
+    if version >= 3:
+        return [payload[pos:]], mask
     parts = [take() for _ in range(groups)]
     if pos != len(payload):
         raise ContainerError("tile payload has trailing bytes")

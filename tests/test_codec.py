@@ -61,6 +61,48 @@ def test_unsent_latents_cost_nothing_and_decode_to_their_means(codec, context_mo
         c.decode(payload, (8, 12), code, coded[:4])
 
 
+@pytest.mark.parametrize("use_context", [False, True])
+def test_one_stream_per_tile_decodes_the_same_symbols_in_fewer_bytes(codec, context_model, use_context):
+    """Version 3 codes every band group of a tile in one rANS stream: same symbols, no length
+    fields, one state flush."""
+    c = context_model[1] if use_context else codec
+    rng = np.random.default_rng(9)
+    groups = [
+        (
+            rng.normal(0, 3, (c.gains.shape[1], 8, 12)).astype(np.float32),
+            rng.normal(0, 2, (c.z_medians.shape[0], 2, 3)).astype(np.float32),
+        )
+        for _ in range(2)
+    ]
+    code = quality_code(2.0, c.levels)
+    coded = np.ones((8, 12), bool)
+    coded[6:, :] = False
+    stream = c.encode_tile(groups, code, coded)
+    assert len(stream) + 8 * len(groups) < sum(len(c.encode(y, z, code, coded)) for y, z in groups)
+    decoded = c.decode_tile_symbols(stream, 2, (8, 12), code, coded)
+    for (y, z), (y_sym, _, _) in zip(groups, decoded, strict=True):
+        assert np.array_equal(y_sym, c.quantise(y, z, code, coded)[1])
+    y_hat = c.decode_tile(stream, 2, (8, 12), code, coded)
+    assert [a.tobytes() for a in y_hat] == [
+        c.decode(c.encode(y, z, code, coded), (8, 12), code, coded).tobytes() for y, z in groups
+    ]
+    with pytest.raises(ContainerError, match="too short"):
+        c.decode_tile(stream[:5], 2, (8, 12), code, coded)
+
+
+@pytest.mark.parametrize("use_context", [False, True])
+def test_garbage_tile_streams_never_crash(codec, context_model, use_context):
+    c = context_model[1] if use_context else codec
+    rng = np.random.default_rng(10)
+    for _ in range(20):
+        junk = rng.integers(0, 256, rng.integers(8, 400)).astype(np.uint8).tobytes()
+        try:
+            out = c.decode_tile(junk, 2, (8, 8), 1024)
+            assert [a.shape for a in out] == [(c.gains.shape[1], 8, 8)] * 2
+        except ContainerError:
+            pass
+
+
 def test_quality_changes_rate(codec):
     rng = np.random.default_rng(2)
     y = rng.normal(0, 3, (codec.gains.shape[1], 16, 16)).astype(np.float32)

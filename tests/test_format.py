@@ -4,19 +4,21 @@ import zlib
 import pytest
 
 from shared.errors import ChecksumError, ContainerError, OutputError, VersionError
-from shared.format import ENTRY, FOOTER, PREAMBLE, Container, write_container
+from shared.format import ENTRY, ENTRY_V2, FOOTER, PREAMBLE, Container, write_container
 
 
-def _make(path, tiles=((0, 0, b"abc"), (0, 1, b"defgh"))):
-    with write_container(path, {"scene": {"x": 1}}) as w:
+def _make(path, tiles=((0, 0, b"abc"), (0, 1, b"defgh")), version=3):
+    with write_container(path, {"scene": {"x": 1}}, version) as w:
         for r, c, p in tiles:
             w.add_tile(r, c, p, 1024)
     return path
 
 
-def test_round_trip(tmp_path):
-    p = _make(tmp_path / "a.fool")
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_round_trip(tmp_path, version):
+    p = _make(tmp_path / "a.fool", version=version)
     with Container.open(p) as c:
+        assert c.version == version
         assert c.header == {"scene": {"x": 1}}
         assert [(e.row, e.col) for e in c.tiles] == [(0, 0), (0, 1)]
         assert [c.payload(e) for e in c.tiles] == [b"abc", b"defgh"]
@@ -76,14 +78,17 @@ def test_truncation_is_detected(tmp_path, cut):
         pass
 
 
-def test_table_pointing_outside_payload(tmp_path):
-    p = _make(tmp_path / "a.fool")
+@pytest.mark.parametrize(("version", "field", "value"), [(3, 2, 10**9), (3, 2, 1), (2, 2, 10**9), (2, 3, 10**6)])
+def test_table_pointing_outside_payload(tmp_path, version, field, value):
+    """Version 3: a length that does not add up with the others; version 2: a bad offset or length."""
+    p = _make(tmp_path / "a.fool", version=version)
+    entry = ENTRY if version == 3 else ENTRY_V2
     raw = bytearray(p.read_bytes())
     table_offset, count, _, end = FOOTER.unpack_from(raw, len(raw) - FOOTER.size)
-    row = list(ENTRY.unpack_from(raw, table_offset))
-    row[2] = 10**9  # offset far beyond the file
-    ENTRY.pack_into(raw, table_offset, *row)
-    table = bytes(raw[table_offset : table_offset + count * ENTRY.size])
+    row = list(entry.unpack_from(raw, table_offset))
+    row[field] = value
+    entry.pack_into(raw, table_offset, *row)
+    table = bytes(raw[table_offset : table_offset + count * entry.size])
     FOOTER.pack_into(raw, len(raw) - FOOTER.size, table_offset, count, zlib.crc32(table), end)
     p.write_bytes(bytes(raw))
     with pytest.raises(ContainerError, match="outside"), Container.open(p):
@@ -95,3 +100,10 @@ def test_not_a_container(tmp_path):
     p.write_bytes(b"GIF89a" + bytes(100))
     with pytest.raises(ContainerError, match="not a .fool"), Container.open(p):
         pass
+
+
+def test_version_3_entries_are_small_and_grids_are_bounded(tmp_path):
+    assert ENTRY.size == 15 and ENTRY_V2.size == 27
+    with pytest.raises(ContainerError, match="65536"), write_container(tmp_path / "g.fool", {}) as w:
+        w.add_tile(1 << 16, 0, b"x", 1)
+    assert list(tmp_path.iterdir()) == []

@@ -85,6 +85,20 @@ def test_grow_a_plain_model_keeps_its_output(images, tmp_path):
         train(shrink, log=lambda *_: None)
 
 
+@pytest.mark.parametrize(
+    ("native", "forced", "expected"), [(False, None, "fp32"), (True, None, "bf16"), (True, False, "fp32")]
+)
+def test_bf16_autocast_only_where_the_cpu_has_it(images, tmp_path, monkeypatch, native, forced, expected):
+    """Emulated bf16 made a step 25x slower than fp32 on an AVX2-only CPU: the default follows the CPU."""
+    import ground.train
+
+    monkeypatch.setattr(ground.train, "native_bf16", lambda: native)
+    lines: list[str] = []
+    opts = TrainOptions(data=[images], out=tmp_path / "r", steps=1, batch=2, crop=64, autocast=forced)
+    train(opts, log=lines.append)
+    assert any(f"transforms in {expected}" in line for line in lines)
+
+
 def test_lr_warms_up_then_follows_the_cosine():
     from ground.train import _lr_at
 
