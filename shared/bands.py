@@ -33,7 +33,8 @@ class BandRange:
 
     def from_unit(self, unit: np.ndarray, dtype: str) -> np.ndarray:
         span = self.hi - self.lo if self.hi > self.lo else 1.0
-        values = np.clip(unit.astype(np.float64), 0.0, 1.0) * span + self.lo
+        # NaN only comes from hostile latents (CRC-valid garbage); it must not reach an integer cast
+        values = np.clip(np.nan_to_num(unit.astype(np.float64), nan=0.0), 0.0, 1.0) * span + self.lo
         if dtype in INTEGER_DTYPES:
             values = np.rint(values)
         return np.clip(values, self.lo, self.hi).astype(dtype)
