@@ -1,7 +1,7 @@
 """`fool eval`: rate-distortion benchmark of FOOL against classical codecs at matched rates.
 
 Every number in the README and model card comes from here. Rates count codestream bytes
-only (our tile payloads and their 15-byte table entries; raw J2K codestreams; JPEG XL/WebP/JPEG
+only (our tile payloads and tile table; raw J2K codestreams; JPEG XL/WebP/JPEG
 files), PSNR uses the peak of the real bit depth, and aggregates are means over images per
 setting.
 """

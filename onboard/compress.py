@@ -14,7 +14,7 @@ import numpy as np
 from onboard.scene import SceneReader, TileData
 from shared import zoo
 from shared.errors import InputError, ModelError
-from shared.format import ENTRY, FLAG_MASK, MAX_GRID, VERSION, write_container
+from shared.format import FLAG_MASK, VERSION, write_container
 from shared.geometry import ALIGN, DEFAULT_TILE, coded_latents
 from shared.latent_codec import LatentCodec, quality_code
 from shared.scene import MAX_HALO, pack_tile
@@ -31,13 +31,14 @@ class CompressReport:
     seconds: float
     timings: dict = field(default_factory=dict)
     payload_bytes: int = 0  # tile payloads only: the codestream, without header and tile table
-    entry_bytes: int = ENTRY.size  # one tile-table entry of the container version written
+    table_bytes: int = 0  # the tile table
 
     @property
     def codestream_bytes(self) -> int:
-        """What grows with the tiles: their payloads and table entries. The scene header
-        (georeferencing, band ranges, model id) is fixed metadata, like a GeoTIFF's tags."""
-        return self.payload_bytes + self.entry_bytes * self.tiles_coded
+        """What grows with the tiles: their payloads and the tile table. The scene header
+        (georeferencing, band ranges, model id) and the 20-byte footer are fixed metadata,
+        like a GeoTIFF's tags."""
+        return self.payload_bytes + self.table_bytes
 
     @property
     def bpp(self) -> float:
@@ -158,11 +159,6 @@ def compress_scene(
             "runtime": analysis.name,
         }
         header["scene"] |= {"model_name": codec.name, "model_sha256": codec.weights_sha256, "halo": halo}
-        if container_version >= 3 and max(reader.grid.rows, reader.grid.cols) > MAX_GRID:
-            raise InputError(
-                f"the scene is {reader.grid.rows}x{reader.grid.cols} tiles; a container addresses at most "
-                f"{MAX_GRID} per side: use a larger --tile-size"
-            )
         coded = skipped = 0
         timings = {"analysis_s": 0.0, "entropy_s": 0.0}
         total = len(reader.grid)
@@ -215,7 +211,7 @@ def compress_scene(
                 finish(*pending.popleft().result())
         size = Path(dst).stat().st_size
         payload_bytes = sum(e.length for e in out.entries)
-        entry_bytes = out.entry.size
+        table_bytes = out.table_bytes
         pixels = reader.ds.width * reader.ds.height
         nbands = len(reader.bands)
     return CompressReport(
@@ -228,5 +224,5 @@ def compress_scene(
         time.perf_counter() - start,
         timings,
         payload_bytes,
-        entry_bytes,
+        table_bytes,
     )

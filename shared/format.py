@@ -3,15 +3,19 @@
 Layout (little-endian; full description in docs/format.md)::
 
     "FOOL" u16 version u16 reserved u32 header_len  header(JSON, UTF-8)  u32 crc32(header)
-    tile payloads, back to back in table order
-    tile table: count x (u16 row, u16 col, u32 length, u32 crc32, u16 quality, u8 flags)
+    tile payloads, back to back in raster order
+    tile table: u16 base quality, then per tile (LEB128 varints "v"):
+        v row - previous row, v col, v (length << 2 | own quality << 1 | mask flag), u32 crc32,
+        [u16 quality, if it differs from the base]
     footer: u64 table_offset, u32 tile_count, u32 crc32(table), "LOOF"
 
 The table sits at the end so the onboard writer streams tiles in constant memory; the
 footer finds it. Every tile carries its own CRC and length, so each decodes on its own; its
-offset is the sum of the lengths before it. The reader checks that the lengths fill the
-payload area exactly before it trusts any of them. Versions 1 and 2 had 27-byte entries with
-u32 row/col and an explicit u64 offset; they are still read.
+offset is the sum of the lengths before it. A typical entry is 8 bytes: at 128-px tiles and
+low rates the framing is a large share of a grey band's bits. The reader checks the table's
+CRC, then that the entries fill it and the lengths fill the payload area exactly, before it
+trusts any of them. Versions 1 and 2 had fixed 27-byte entries with an explicit u64 offset;
+they are still read.
 """
 
 from __future__ import annotations
@@ -30,18 +34,42 @@ from shared.errors import ChecksumError, ContainerError, OutputError, VersionErr
 
 MAGIC = b"FOOL"
 END_MAGIC = b"LOOF"
-#: Version 3 codes each tile as one rANS stream and has 15-byte table entries (offsets implied);
+#: Version 3 codes each tile as one rANS stream and has varint table entries (offsets implied);
 #: version 2 sends only the latents that cover valid pixels (shared.geometry.coded_latents);
 #: version 1 sent every latent of the padded tile. All are read.
 VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 PREAMBLE = struct.Struct("<4sHHI")
-ENTRY = struct.Struct("<HHIIHB")
 ENTRY_V2 = struct.Struct("<IIQIIHB")  # versions 1 and 2
-MAX_GRID = 1 << 16  # tile rows and columns addressable by a u16
 FOOTER = struct.Struct("<QII4s")
 MAX_HEADER = 16 << 20
 FLAG_MASK = 1  # the payload starts with a lossless validity mask
+OWN_QUALITY = 2  # (version 3 table only) the entry carries its own quality code
+MIN_ENTRY = 7  # bytes of the shortest version-3 entry
+
+
+def varint(n: int) -> bytes:
+    """LEB128: 7 bits a byte, low first; the high bit says another byte follows."""
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def read_varint(buf: bytes, pos: int, what: str = "varint") -> tuple[int, int]:
+    """-> (value, position after it); at most 5 bytes (values below 2**35), inside ``buf``."""
+    n = 0
+    for i in range(5):
+        if pos >= len(buf):
+            raise ContainerError(f"{what} runs past the end of its data")
+        byte = buf[pos]
+        pos += 1
+        n |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return n, pos
+    raise ContainerError(f"{what} is longer than 5 bytes")
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,19 @@ class TileEntry:
     flags: int = 0
 
 
+def pack_table(entries: list[TileEntry]) -> bytes:
+    """The version-3 tile table of ``entries`` (in raster order)."""
+    qualities = [e.quality for e in entries]
+    base = max(set(qualities), key=qualities.count) if qualities else 0
+    out, prev_row = bytearray(struct.pack("<H", base)), 0
+    for e in entries:
+        own = OWN_QUALITY if e.quality != base else 0
+        out += varint(e.row - prev_row) + varint(e.col) + varint(e.length << 2 | own | e.flags & FLAG_MASK)
+        out += struct.pack("<I", e.crc32) + (struct.pack("<H", e.quality) if own else b"")
+        prev_row = e.row
+    return bytes(out)
+
+
 class ContainerWriter:
     """Streams tiles into a temporary file; :meth:`close` publishes it atomically."""
 
@@ -62,7 +103,7 @@ class ContainerWriter:
         if version not in READABLE_VERSIONS:
             raise ValueError(f"cannot write container version {version}")
         self.path, self.version = Path(path), version
-        self.entry = ENTRY if version >= 3 else ENTRY_V2
+        self.table_bytes = 0  # set by close()
         self.tmp = self.path.with_name(f".{self.path.name}.partial")
         try:
             self._fh: BinaryIO = open(self.tmp, "wb")
@@ -73,8 +114,9 @@ class ContainerWriter:
         self.entries: list[TileEntry] = []
 
     def add_tile(self, row: int, col: int, payload: bytes, quality: int, flags: int = 0) -> TileEntry:
-        if self.version >= 3 and not (0 <= row < MAX_GRID and 0 <= col < MAX_GRID):
-            raise ContainerError(f"tile ({row}, {col}) is beyond the {MAX_GRID}x{MAX_GRID} tiles a container addresses")
+        last = self.entries[-1] if self.entries else None
+        if self.version >= 3 and last is not None and (row, col) <= (last.row, last.col):
+            raise ValueError(f"tile ({row}, {col}) after ({last.row}, {last.col}): version 3 needs raster order")
         entry = TileEntry(row, col, self._fh.tell(), len(payload), zlib.crc32(payload), quality, flags)
         self._fh.write(payload)
         self.entries.append(entry)
@@ -82,12 +124,12 @@ class ContainerWriter:
 
     def close(self) -> int:
         if self.version >= 3:
-            table = b"".join(ENTRY.pack(e.row, e.col, e.length, e.crc32, e.quality, e.flags) for e in self.entries)
+            table = pack_table(self.entries)
         else:
             table = b"".join(
                 ENTRY_V2.pack(e.row, e.col, e.offset, e.length, e.crc32, e.quality, e.flags) for e in self.entries
             )
-        table_offset = self._fh.tell()
+        table_offset, self.table_bytes = self._fh.tell(), len(table)
         self._fh.write(table + FOOTER.pack(table_offset, len(self.entries), zlib.crc32(table), END_MAGIC))
         size = self._fh.tell()
         self._fh.close()
@@ -175,20 +217,20 @@ class Container:
         table_offset, count, crc, end = FOOTER.unpack(self._read(self.size - FOOTER.size, FOOTER.size))
         if end != END_MAGIC:
             raise ContainerError(f"{self.name} is truncated or damaged (no end marker)")
-        entry = ENTRY if self.version >= 3 else ENTRY_V2
-        if table_offset < self.payload_start or table_offset + count * entry.size != self.size - FOOTER.size:
+        table_end = self.size - FOOTER.size
+        if self.version < 3:
+            if table_offset < self.payload_start or table_offset + count * ENTRY_V2.size != table_end:
+                raise ContainerError(f"{self.name}: tile table position is inconsistent with the file size")
+        elif not self.payload_start <= table_offset <= table_end - 2 - count * MIN_ENTRY:
             raise ContainerError(f"{self.name}: tile table position is inconsistent with the file size")
-        table = self._read(table_offset, count * entry.size)
+        table = self._read(table_offset, table_end - table_offset)
         if zlib.crc32(table) != crc:
             raise ChecksumError(f"{self.name}: tile table CRC mismatch (damaged file)")
         if self.version < 3:
-            entries = [TileEntry(*ENTRY_V2.unpack_from(table, i * entry.size)) for i in range(count)]
+            entries = [TileEntry(*ENTRY_V2.unpack_from(table, i * ENTRY_V2.size)) for i in range(count)]
         else:
-            entries, offset = [], self.payload_start
-            for i in range(count):
-                row, col, length, crc32, quality, flags = ENTRY.unpack_from(table, i * entry.size)
-                entries.append(TileEntry(row, col, offset, length, crc32, quality, flags))
-                offset += length
+            entries = self._parse_table(table, count)
+            offset = self.payload_start + sum(e.length for e in entries)
             if offset != table_offset:
                 raise ContainerError(
                     f"{self.name}: tile lengths add up to {offset - self.payload_start} bytes, the payload area "
@@ -197,6 +239,27 @@ class Container:
         for e in entries:
             if e.offset < self.payload_start or e.offset + e.length > table_offset:
                 raise ContainerError(f"{self.name}: tile ({e.row}, {e.col}) points outside the payload area")
+        return entries
+
+    def _parse_table(self, table: bytes, count: int) -> list[TileEntry]:
+        (base,) = struct.unpack_from("<H", table, 0)
+        entries, pos, row, offset = [], 2, 0, self.payload_start
+        what = f"{self.name}: tile table entry"
+        for _ in range(count):
+            step, pos = read_varint(table, pos, what)
+            col, pos = read_varint(table, pos, what)
+            packed, pos = read_varint(table, pos, what)
+            own = packed & OWN_QUALITY
+            if pos + 4 + (2 if own else 0) > len(table):
+                raise ContainerError(f"{what} runs past the end of the table")
+            (crc32,) = struct.unpack_from("<I", table, pos)
+            quality = struct.unpack_from("<H", table, pos + 4)[0] if own else base
+            pos += 6 if own else 4
+            row += step
+            entries.append(TileEntry(row, col, offset, packed >> 2, crc32, quality, packed & FLAG_MASK))
+            offset += packed >> 2
+        if pos != len(table):
+            raise ContainerError(f"{self.name}: tile table holds {len(table) - pos} bytes after its {count} entries")
         return entries
 
     def payload(self, entry: TileEntry) -> bytes:

@@ -15,6 +15,7 @@ import numpy as np
 
 from shared.bands import SUPPORTED_DTYPES, BandRange
 from shared.errors import ContainerError
+from shared.format import read_varint, varint
 from shared.geometry import ALIGN, TileGrid
 
 #: GDAL block cache for tiling and decoding (GDAL's default, 5 % of RAM, grows with the scene;
@@ -114,21 +115,12 @@ def pack_tile(streams: list[bytes], valid: np.ndarray | None, version: int) -> b
     parts = []
     if valid is not None:
         mask = zlib.compress(np.packbits(valid.astype(bool)).tobytes(), 9)
-        parts.append((_varint(len(mask)) if version >= 3 else struct.pack("<I", len(mask))) + mask)
+        parts.append((varint(len(mask)) if version >= 3 else struct.pack("<I", len(mask))) + mask)
     if version >= 3:
         if len(streams) != 1:
             raise ValueError("a version-3 tile holds exactly one stream")
         return b"".join(parts) + streams[0]
     return b"".join(parts + [struct.pack("<I", len(p)) + p for p in streams])
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
 
 
 def unpack_tile(payload: bytes, groups: int, has_mask: bool, shape: tuple[int, int], version: int):
@@ -139,16 +131,7 @@ def unpack_tile(payload: bytes, groups: int, has_mask: bool, shape: tuple[int, i
     def take() -> bytes:
         nonlocal pos
         if version >= 3:
-            n = shift = 0
-            while True:
-                if pos >= len(payload) or shift > 28:
-                    raise ContainerError("tile payload is truncated (mask length)")
-                byte = payload[pos]
-                pos += 1
-                n |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
+            n, pos = read_varint(payload, pos, "tile mask length")
             if pos + n > len(payload):
                 raise ContainerError("tile payload declares more bytes than it holds")
             pos += n
