@@ -167,8 +167,8 @@ def header(model: str) -> list[str]:
         f"`{model}.train_log.csv` (`fool plot-log`). Last logged step: bpp {float(last.get('bpp', 'nan')):.3f}, "
         f"PSNR {float(last.get('psnr', 'nan')):.2f} dB (mean over levels).",
         f"- **serves**: {SERVES.get(model, 'see README')}",
-        "- **rate**: bits counted are the codestream (tile payloads and the tile table, about 8 B per tile, without the "
-        "container's ~1–2 kB scene header), as the JPEG 2000 numbers count raw J2K codestreams; default "
+        "- **rate**: bits counted are the codestream (tile payloads and the tile table, about 8 B per tile, "
+        "without the container's ~1–2 kB scene header), as the JPEG 2000 numbers count raw J2K codestreams; default "
         "128-px tiles; container version 3 (one rANS stream per tile; latents wholly in padding or nodata "
         "are not sent).",
         "",
