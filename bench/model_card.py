@@ -95,8 +95,9 @@ def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
         if name in models:
             out += [
                 "",
-                f"Speed of {name} in this benchmark (whole pipeline incl. GeoTIFF I/O; 2 cores shared with the "
-                "other evaluations `bench/evaluate_release.sh` runs in parallel, so a lower bound): encode "
+                f"Speed of {name} in this benchmark (whole pipeline incl. GeoTIFF I/O; the cores shared with the "
+                "other evaluations and training runs of the session, so a lower bound; `bench/throughput.py` "
+                "measures speed): encode "
                 f"{sp['encode_mp_s']:.2f} MP/s, decode {sp['decode_mp_s']:.2f} MP/s.",
             ]
     return out + [""]
