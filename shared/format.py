@@ -24,6 +24,7 @@ import json
 import os
 import struct
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,8 +86,8 @@ class TileEntry:
 
 def pack_table(entries: list[TileEntry]) -> bytes:
     """The version-3 tile table of ``entries`` (in raster order)."""
-    qualities = [e.quality for e in entries]
-    base = max(set(qualities), key=qualities.count) if qualities else 0
+    common = Counter(e.quality for e in entries).most_common(1)
+    base = common[0][0] if common else 0
     out, prev_row = bytearray(struct.pack("<H", base)), 0
     for e in entries:
         own = OWN_QUALITY if e.quality != base else 0
