@@ -13,7 +13,7 @@ DEFAULT_MODEL = "fool-m"
 #: The model for high-bit-depth integer scenes (11/12-bit pan, Sentinel-2), coded band by band:
 #: fool-m fine-tuned on such bands only (models/README.md). Used by default when it is shipped.
 DEEP_MODEL = "fool-m16"
-#: Default quality on the 1..8 scale: ~0.56-0.62 bpp on aerial RGB (0.19-0.21 per band, ~40:1), a
+#: Default quality on the 1..8 scale: ~0.54-0.58 bpp on aerial RGB (0.18-0.19 per band, ~43:1), a
 #: mid-rate where fool-m is ahead of JPEG 2000 (it loses at qualities 7-8, see models/README.md).
 DEFAULT_QUALITY = 3.0
 
