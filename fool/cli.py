@@ -294,7 +294,15 @@ def info(src, as_json) -> None:
         f"  tiles     {t['coded']} coded of {t['grid']} ({t['rows']}x{t['cols']} of {s['tile_size']} px), "
         f"{t['masked']} with masks; bytes min/mean/max {t['min_bytes']}/{t['mean_bytes']:.0f}/{t['max_bytes']}"
     )
-    click.echo(f"  rate      {d['bpp']:.3f} bpp ({d['bpp_per_band']:.3f} per band)")
+    lay = d["layout"]
+    click.echo(
+        f"  bytes     header {lay['header']}, tile payloads {lay['payloads']}, table {lay['table']}, "
+        f"footer {lay['footer']}"
+    )
+    click.echo(
+        f"  rate      {d['bpp']:.3f} bpp ({d['bpp_per_band']:.3f} per band); "
+        f"codestream {d['codestream_bpp']:.4f} bpp (payloads and table, as `fool eval` counts)"
+    )
 
 
 @main.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ground.decode import read_header
-from shared.format import FLAG_MASK, Container
+from shared.format import FLAG_MASK, FOOTER, Container
 
 
 def describe(path: Path) -> dict:
@@ -42,6 +42,11 @@ def describe(path: Path) -> dict:
                 ],
             },
         }
-        d["bpp"] = 8 * c.size / (scene.width * scene.height)
+        payloads = sum(e.length for e in c.tiles)
+        d["layout"] = {"header": c.payload_start, "payloads": payloads, "table": c.table_bytes, "footer": FOOTER.size}
+        pixels = scene.width * scene.height
+        d["bpp"] = 8 * c.size / pixels
         d["bpp_per_band"] = d["bpp"] / scene.count
+        # what `fool eval` counts: the bits that grow with the tiles, not the fixed scene metadata
+        d["codestream_bpp"] = 8 * (payloads + c.table_bytes) / pixels
     return d

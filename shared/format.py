@@ -166,6 +166,7 @@ class Container:
         self._fh, self.size, self.name = fh, size, name
         self.version, self.header, self.payload_start = self._read_header()
         self.tiles = self._read_table()
+        self.table_bytes = self.size - FOOTER.size - self.table_offset
 
     @classmethod
     @contextmanager
@@ -218,7 +219,7 @@ class Container:
         table_offset, count, crc, end = FOOTER.unpack(self._read(self.size - FOOTER.size, FOOTER.size))
         if end != END_MAGIC:
             raise ContainerError(f"{self.name} is truncated or damaged (no end marker)")
-        table_end = self.size - FOOTER.size
+        self.table_offset, table_end = table_offset, self.size - FOOTER.size
         if self.version < 3:
             if table_offset < self.payload_start or table_offset + count * ENTRY_V2.size != table_end:
                 raise ContainerError(f"{self.name}: tile table position is inconsistent with the file size")

@@ -88,6 +88,9 @@ def test_bands_option_and_info(scenes, tmp_path):
     assert r.exit_code == 0, r.output
     info = json.loads(run("info", tmp_path / "b.fool", "--json").output)
     assert info["scene"]["source_bands"] == [4, 2] and info["quality"] == 2.5
+    assert sum(info["layout"].values()) == info["bytes"]  # header, payloads, table, footer: the whole file
+    coded = info["tiles"]["coded"]
+    assert 2 + 7 * coded <= info["layout"]["table"] <= 2 + 8 * coded  # base quality + 7-8-byte entries
     assert run("decode", tmp_path / "b.fool", "-o", tmp_path / "b.tif").exit_code == 0
     with rasterio.open(tmp_path / "b.tif") as ds:
         assert ds.count == 2
