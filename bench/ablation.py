@@ -2,7 +2,7 @@
 
     python bench/ablation.py [--data ../shared/data] [--limit 42] [-o bench/results/ablation.json]
 
-Configurations, all with the same shipped model (neither addition has parameters):
+Configurations, all with the same shipped model per suite (neither addition has parameters):
 
 - ``plain``: every tile analysed and synthesised alone; >8-bit bands scaled by their bit depth.
 - ``inter-tile``: ``--halo 64`` — the analysis sees 64 px of each neighbour and the ground
@@ -11,8 +11,9 @@ Configurations, all with the same shipped model (neither addition has parameters
   (band statistics carried in the header; no bits per tile). No-op on 8-bit data.
 - ``both``.
 
-Suites: UC Merced ``dev`` cut into 128-px tiles (so inter-tile borders exist), the held-out
-NAIP scene and Landsat scenes at 256-px tiles, and the uint16 scenes at the default 512-px tiles.
+Suites, all at the default 128-px tiles and with the model `fool compress` picks: UC Merced
+``dev`` (fool-m; 4 tiles an image, so inter-tile borders exist), the held-out NAIP scene and
+Landsat scenes (fool-m), and the uint16 scenes (fool-m16).
 Reports BD-rate (PSNR) of each configuration against ``plain``, encode/decode time and
 parameter count, as JSON and as the markdown table the model card includes.
 """
@@ -39,35 +40,43 @@ SUITES = {
         "title": "UC Merced dev, 128-px tiles",
         "paths": ["ucmerced/dev"],
         "tile": 128,
+        "model": "fool-m",
         "configs": ["plain", "inter-tile"],
     },
     "scenes_8bit": {
-        "title": "NAIP 20200831 + Landsat-7 + Landsat 2020, 256-px tiles",
+        "title": "NAIP 20200831 + Landsat-7 + Landsat 2020, 128-px tiles",
         "paths": [
             "scenes/naip/m_4709963_se_14_1_20200831.tif",
             "scenes/landsat7/RGB.byte.tif",
             "scenes/landsat_composites/2020.tif",
         ],
-        "tile": 256,
+        "tile": 128,
+        "model": "fool-m",
         "configs": ["plain", "inter-tile"],
     },
     "scenes_uint16": {
-        "title": "WV3 pan_0p5m + S2 B11, B12 (uint16), 512-px tiles",
+        "title": "WV3 pan_0p5m + S2 B11, B12 (uint16), 128-px tiles, fool-m16",
         "paths": [
             "scenes/worldview3/pan_0p5m.tif",
             "scenes/sentinel2_l1c_20m/B11.jp2",
             "scenes/sentinel2_l1c_20m/B12.jp2",
         ],
-        "tile": 512,
+        "tile": 128,
+        "model": "fool-m16",
         "configs": ["plain", "inter-tile", "context", "both"],
     },
 }
 
 
-def run_suite(key: str, data: Path, limit: int | None, model: str, engine, synthesis, log=print) -> dict:
+def run_suite(key: str, data: Path, limit: int | None, log=print) -> dict:
     from ground.evaluate import bd_rate, eval_ours, find_inputs, mean_curve, read_image
+    from ground.synthesis import TorchSynthesis
+    from onboard.compress import load_runtime
 
     suite = SUITES[key]
+    model = suite["model"]
+    engine = load_runtime("torch", model, None, None)
+    synthesis = TorchSynthesis(model, engine[1].weights_sha256)
     files = find_inputs([data / p for p in suite["paths"]], limit)
     points = []
     for i, f in enumerate(files):
@@ -92,20 +101,30 @@ def run_suite(key: str, data: Path, limit: int | None, model: str, engine, synth
         }
     for name in rows:
         rows[name]["encode_overhead"] = rows[name]["encode_s"] / rows["plain"]["encode_s"] - 1
-    return {"title": suite["title"], "tile": suite["tile"], "images": len(files), "configs": rows}
+    params = sum(p.numel() for p in synthesis.model.parameters())
+    return {
+        "title": suite["title"],
+        "tile": suite["tile"],
+        "model": engine[1].model_id,
+        "parameters": params,
+        "images": len(files),
+        "configs": rows,
+    }
 
 
 def markdown(result: dict) -> str:
     lines = [
-        "| suite | configuration | BD-rate vs plain (PSNR) | encode time | decode time | extra parameters |",
-        "|---|---|---|---|---|---|",
+        "| suite (images) | model | configuration | BD-rate vs plain (PSNR) | encode time | decode time "
+        "| extra parameters |",
+        "|---|---|---|---|---|---|---|",
     ]
     for suite in result["suites"].values():
         for name, r in suite["configs"].items():
             bd = "—" if r["bd_rate_vs_plain"] is None else f"{r['bd_rate_vs_plain']:+.1f} %"
             enc = f"{r['encode_s']:.1f} s ({r['encode_overhead']:+.0%})"
             lines.append(
-                f"| {suite['title']} ({suite['images']}) | {name} | {bd} | {enc} | {r['decode_s']:.1f} s | 0 |"
+                f"| {suite['title']} ({suite['images']}) | {suite['model']} | {name} | {bd} | {enc} "
+                f"| {r['decode_s']:.1f} s | 0 |"
             )
     return "\n".join(lines)
 
@@ -114,28 +133,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("FOOL_DATA", ROOT.parent / "shared" / "data")))
     ap.add_argument("--limit", type=int, default=42, help="UC Merced dev images (evenly spread over classes)")
-    ap.add_argument("--model", default="fool-m")
     ap.add_argument("--suite", action="append", choices=list(SUITES), help="Run only these suites.")
     ap.add_argument("-o", "--out", type=Path, default=ROOT / "bench" / "results" / "ablation.json")
     args = ap.parse_args()
 
-    from ground.synthesis import TorchSynthesis
-    from onboard.compress import load_runtime
-
-    engine = load_runtime("torch", args.model, None, None)
-    codec = engine[1]
-    synthesis = TorchSynthesis(args.model, codec.weights_sha256)
-    params = sum(p.numel() for p in synthesis.model.parameters())
     start = time.time()
-    suites = {
-        k: run_suite(k, args.data, args.limit if k == "ucmerced_dev" else None, args.model, engine, synthesis)
-        for k in (args.suite or SUITES)
-    }
-    result = {"model": codec.model_id, "parameters": params, "seconds": time.time() - start, "suites": suites}
+    suites = {k: run_suite(k, args.data, args.limit if k == "ucmerced_dev" else None) for k in (args.suite or SUITES)}
+    models = sorted({s["model"] for s in suites.values()})
+    result = {"models": models, "seconds": time.time() - start, "suites": suites}
     result["markdown"] = markdown(result)
     args.out.write_text(json.dumps(result, indent=1))
     print(result["markdown"])
-    print(f"model {codec.model_id}, {params:,} parameters in every configuration; wrote {args.out}")
+    print(f"models {', '.join(models)}; same parameters in every configuration; wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -110,13 +110,16 @@ def ablation_section() -> list[str]:
         return head + ["Not measured yet: `python bench/ablation.py`", ""]
     a = json.loads(path.read_text())
     return head + [
-        f"`python bench/ablation.py` (model `{a['model']}`, {a['parameters']:,} parameters in every "
-        "configuration: neither addition has weights). *inter-tile* = `--halo 64`: each tile is analysed with "
+        f"`python bench/ablation.py` (models {', '.join(f'`{m}`' for m in a.get('models', [a.get('model')]))}; "
+        "each suite's "
+        "configurations share one model's parameters: neither addition has weights). *inter-tile* = `--halo 64`: "
+        "each tile is analysed with "
         "64 px of its neighbours (its hyper-latent from its own latents) and synthesised on a canvas with its "
         "neighbours' latents; a lost neighbour only drops that border back to lone-tile synthesis "
         "(tests/test_inter_tile.py). *context* = `--value-range scene`: >8-bit bands are stretched by the "
         "scene's min/max (band statistics, 16 bytes per band in the header, no bits per tile); it does not apply "
-        "to 8-bit data. Times are totals over all images and qualities 1–8 (2 cores, whole pipeline).",
+        "to 8-bit data. Times are totals over all images and qualities 1–8 (whole pipeline, cores shared with "
+        "the session's other work).",
         "",
         a["markdown"],
         "",
