@@ -186,13 +186,12 @@ def compress_scene(
                     y, z = latents
                     tile = data.tile
                     groups = range(len(reader.groups))
-                    if container_version >= 3:
+                    sent = None  # version 1 sent every latent of the padded tile
+                    if container_version >= 2:
                         sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
+                    if container_version >= 3:
                         streams = [codec.encode_tile([(y[g], z[g]) for g in groups], code, sent)]
                     else:
-                        sent = None
-                        if container_version == 2:
-                            sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
                         streams = [codec.encode(y[g], z[g], code, sent) for g in groups]
                     payload = pack_tile(streams, data.valid, container_version)
                     timings["entropy_s"] += time.perf_counter() - t1
