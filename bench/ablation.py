@@ -69,9 +69,10 @@ SUITES = {
 
 
 def run_suite(key: str, data: Path, limit: int | None, log=print) -> dict:
-    from ground.evaluate import bd_rate, eval_ours, find_inputs, mean_curve, read_image
-    from ground.synthesis import TorchSynthesis
-    from onboard.compress import load_runtime
+    from fool.ground.synthesis import TorchSynthesis
+    from fool.onboard.compress import load_runtime
+
+    from fool.evaluate import bd_rate, eval_ours, find_inputs, mean_curve, read_image
 
     suite = SUITES[key]
     model = suite["model"]

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from fool.shared.nn.codec import FoolCodec
+from fool.shared.nn.layers import anchor_mask
 
-from ground.train import find_images
-from shared.nn.codec import FoolCodec
-from shared.nn.layers import anchor_mask
+from fool.train import find_images
 
 
 def half_bits(model: FoolCodec, x: torch.Tensor, quality: float) -> tuple[float, float]:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from fool.shared.nn.codec import FoolCodec
 
-from ground.evaluate import bd_rate
-from ground.train import find_images
-from shared.nn.codec import FoolCodec
+from fool.evaluate import bd_rate
+from fool.train import find_images
 
 
 def load_images(folder: Path, count: int) -> list[torch.Tensor]:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fool.shared.nn.codec import FoolCodec
 from rd_probe import gained_latents, load_images  # sibling script: bench/ is the script's own folder
-
-from shared.nn.codec import FoolCodec
 
 
 def bin_centroid(k: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

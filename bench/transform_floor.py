@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fool.shared.nn.codec import FoolCodec
 from rd_probe import load_images  # sibling script: bench/ is the script's own folder
-
-from shared.nn.codec import FoolCodec
 
 
 def floor_psnr(model: FoolCodec, x: torch.Tensor, quality: float) -> dict[str, float]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.zoo import DEFAULT_MODEL, DEFAULT_QUALITY
+from fool.shared.zoo import DEFAULT_MODEL, DEFAULT_QUALITY
 
 DEFAULT_SCENE = Path("scenes/naip/m_4709963_se_14_1_20200831.tif")
 
@@ -77,10 +77,10 @@ def run_demo(
 ) -> DemoResult:
     import rasterio
 
-    from ground.decode import decode_container, read_header
-    from ground.metrics import compare, peaks_of
-    from onboard.compress import compress_scene
-    from shared.format import Container
+    from fool.ground.decode import decode_container, read_header
+    from fool.onboard.compress import compress_scene
+    from fool.shared.format import Container
+    from fool.shared.metrics import compare, peaks_of
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(workdir or tmp)

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from shared.errors import ContainerError, FoolError, OutputError
-from shared.format import FLAG_MASK, VERSION, Container, TileEntry
-from shared.geometry import Tile, coded_latents
-from shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
+from fool.shared.errors import ContainerError, FoolError, OutputError
+from fool.shared.format import FLAG_MASK, VERSION, Container, TileEntry
+from fool.shared.geometry import Tile, coded_latents
+from fool.shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
 
 
 @dataclass
@@ -197,9 +196,8 @@ def decode_container(
     latents and its neighbours', so tile borders look as if the scene was coded whole.
     """
     import rasterio
+    from fool.ground.synthesis import TorchSynthesis
     from rasterio.enums import ColorInterp
-
-    from ground.synthesis import TorchSynthesis
 
     start = time.perf_counter()
     dst = Path(dst)

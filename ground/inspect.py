@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ground.decode import read_header
-from shared.format import FLAG_MASK, FOOTER, Container
+from fool.ground.decode import read_header
+from fool.shared.format import FLAG_MASK, FOOTER, Container
 
 
 def describe(path: Path) -> dict:

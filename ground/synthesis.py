@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-
-from shared.errors import ModelError
-from shared.latent_codec import LatentCodec, file_sha256
-from shared.zoo import find
+from fool.shared.errors import ModelError
+from fool.shared.latent_codec import LatentCodec, file_sha256
+from fool.shared.zoo import find
 
 
 class TorchSynthesis:
     def __init__(self, name: str, sha256: str, threads: int | None = None) -> None:
         import torch
-
-        from shared.nn.codec import FoolCodec
+        from fool.shared.nn.codec import FoolCodec
 
         files = find(name)
         self.codec = LatentCodec.load(files.tables)

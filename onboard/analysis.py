@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from shared.errors import ModelError
-from shared.zoo import ModelFiles
+from fool.shared.errors import ModelError
+from fool.shared.zoo import ModelFiles
 
 
 class TorchAnalysis:
@@ -20,8 +19,7 @@ class TorchAnalysis:
 
     def __init__(self, files: ModelFiles, threads: int | None = None) -> None:
         import torch
-
-        from shared.nn.codec import FoolCodec
+        from fool.shared.nn.codec import FoolCodec
 
         if not files.weights.exists():
             raise ModelError(f"weights {files.weights} missing; the torch runtime needs them")

@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from onboard.scene import SceneReader, TileData
-from shared import zoo
-from shared.errors import InputError, ModelError
-from shared.format import FLAG_MASK, VERSION, write_container
-from shared.geometry import ALIGN, DEFAULT_TILE, coded_latents
-from shared.latent_codec import LatentCodec, quality_code
-from shared.scene import MAX_HALO, pack_tile
+from fool.onboard.scene import SceneReader, TileData
+from fool.shared import zoo
+from fool.shared.errors import InputError, ModelError
+from fool.shared.format import FLAG_MASK, VERSION, write_container
+from fool.shared.geometry import ALIGN, DEFAULT_TILE, coded_latents
+from fool.shared.latent_codec import LatentCodec, quality_code
+from fool.shared.scene import MAX_HALO, pack_tile
 
 
 @dataclass
@@ -94,7 +93,7 @@ def analyse_tile(analysis, data: TileData, inputs: np.ndarray) -> tuple[np.ndarr
 def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int | None):
     """-> (analysis callable, LatentCodec, model name)."""
     if runtime == "onnx":
-        from onboard.analysis import OnnxAnalysis
+        from fool.onboard.analysis import OnnxAnalysis
 
         if flight_dir is None:
             flight_dir = zoo.find(model).onnx_dir
@@ -107,7 +106,7 @@ def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int
         codec = LatentCodec.load(Path(flight_dir) / analysis.manifest["tables"])
         return analysis, codec
     if runtime == "torch":
-        from onboard.analysis import TorchAnalysis
+        from fool.onboard.analysis import TorchAnalysis
 
         files = zoo.find(model)
         return TorchAnalysis(files, threads), LatentCodec.load(files.tables)

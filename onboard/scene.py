@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from fool.shared import bands as bandlib
+from fool.shared.errors import RasterReadError, UnsupportedRasterError
+from fool.shared.geometry import Tile, TileGrid
+from fool.shared.scene import GDAL_CACHE_MB
 from rasterio.enums import MaskFlags
-
-from shared import bands as bandlib
-from shared.errors import RasterReadError, UnsupportedRasterError
-from shared.geometry import Tile, TileGrid
-from shared.scene import GDAL_CACHE_MB
 
 #: How deep integer bands map onto the codec's [0, 1]: their scanned min/max, or their bit depth.
 VALUE_RANGES = ("scene", "bitdepth")

@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from shared.errors import UnsupportedRasterError
+from fool.shared.errors import UnsupportedRasterError
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 INTEGER_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32")

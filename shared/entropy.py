@@ -17,8 +17,7 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-
-from shared.errors import ContainerError
+from fool.shared.errors import ContainerError
 
 
 @cache

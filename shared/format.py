@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.errors import ChecksumError, ContainerError, OutputError, VersionError
+from fool.shared.errors import ChecksumError, ContainerError, OutputError, VersionError
 
 MAGIC = b"FOOL"
 END_MAGIC = b"LOOF"

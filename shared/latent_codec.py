@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from shared import intnet
-from shared.entropy import CdfTable, StreamDecoder, encode_stream, scale_indexes
-from shared.errors import ContainerError, ModelError
+from fool.shared import intnet
+from fool.shared.entropy import CdfTable, StreamDecoder, encode_stream, scale_indexes
+from fool.shared.errors import ContainerError, ModelError
 
 #: Quality is carried as a uint16 code in 1/256 steps, so both sides interpolate gains from
 #: the same exactly representable number.

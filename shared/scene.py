@@ -12,11 +12,10 @@ import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
-
-from shared.bands import SUPPORTED_DTYPES, BandRange
-from shared.errors import ContainerError
-from shared.format import read_varint, varint
-from shared.geometry import ALIGN, TileGrid
+from fool.shared.bands import SUPPORTED_DTYPES, BandRange
+from fool.shared.errors import ContainerError
+from fool.shared.format import read_varint, varint
+from fool.shared.geometry import ALIGN, TileGrid
 
 #: GDAL block cache for tiling and decoding (GDAL's default, 5 % of RAM, grows with the scene;
 #: one row of tiles is all either side revisits).

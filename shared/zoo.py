@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.bands import INTEGER_DTYPES
-from shared.errors import ModelError
+from fool.shared.bands import INTEGER_DTYPES
+from fool.shared.errors import ModelError
 
 DEFAULT_MODEL = "fool-m"
 #: The model for high-bit-depth integer scenes (11/12-bit pan, Sentinel-2), coded band by band:

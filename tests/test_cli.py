@@ -48,7 +48,7 @@ def test_round_trip_synthetic(scenes, tmp_path, name):
 def test_older_container_versions_still_decode(scenes, tmp_path):
     """Version 1 sent every latent of the padded tile, version 2 one stream per band group and
     27-byte table entries; a version-3 decoder must read both, into the same pixels."""
-    from onboard.compress import compress_scene
+    from fool.onboard.compress import compress_scene
 
     src = scenes["pan_uint16_11bit"]  # 200x150: both sides padded
     errors, sizes = {}, {}
@@ -193,7 +193,7 @@ def test_hostile_payload_with_valid_crc_never_crashes(scenes, tmp_path):
     import random
     import zlib
 
-    from shared.format import FOOTER, Container, pack_table
+    from fool.shared.format import FOOTER, Container, pack_table
 
     fool = tmp_path / "s.fool"
     assert run("compress", scenes["rgb_uint8"], "-o", fool, "--tile-size", 64).exit_code == 0
@@ -241,7 +241,7 @@ def test_default_names_never_overwrite_the_source(scenes, tmp_path):
 def test_default_model_follows_the_scene_dtype(scenes, tmp_path, monkeypatch):
     """High-bit-depth integer scenes go to the high-bit-depth model when it is shipped,
     everything else (and every scene when it is not) to fool-m."""
-    from shared import zoo
+    from fool.shared import zoo
 
     assert zoo.model_for("uint8") == zoo.model_for("float32") == zoo.DEFAULT_MODEL
     deep = zoo.model_for("uint16")
@@ -260,7 +260,7 @@ def test_default_model_follows_the_scene_dtype(scenes, tmp_path, monkeypatch):
 def test_onnx_runtime_without_an_export_names_the_model(scenes, tmp_path, monkeypatch):
     from pathlib import Path
 
-    from shared import zoo
+    from fool.shared import zoo
 
     shipped = Path(__file__).resolve().parents[1] / "models"
     monkeypatch.setenv("FOOL_MODELS", str(tmp_path))  # a models folder without fool-m.onnx/

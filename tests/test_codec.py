@@ -3,11 +3,10 @@ and agreement between the training forward pass and what compress/decompress sen
 
 import numpy as np
 import pytest
-
-from shared import intnet
-from shared.errors import ContainerError
-from shared.latent_codec import LatentCodec, quality_code
-from shared.zoo import find
+from fool.shared import intnet
+from fool.shared.errors import ContainerError
+from fool.shared.latent_codec import LatentCodec, quality_code
+from fool.shared.zoo import find
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +18,7 @@ def test_rans_loads_without_torch():
     import subprocess
     import sys
 
-    code = "import sys; from shared.entropy import rans; rans(); assert 'torch' not in sys.modules; print('ok')"
+    code = "import sys; from fool.shared.entropy import rans; rans(); assert 'torch' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
 
@@ -162,7 +161,7 @@ def test_integer_hyper_synthesis_is_exact_under_threads_and_layout(codec):
 
 def test_integer_hyper_synthesis_tracks_float_network():
     torch = pytest.importorskip("torch")
-    from shared.nn.codec import FoolCodec
+    from fool.shared.nn.codec import FoolCodec
 
     files = find()
     model = FoolCodec.load(files.weights)
@@ -200,7 +199,7 @@ def _assert_forward_matches_compress_path(model, codec: LatentCodec, quality: fl
 
 def test_forward_matches_compress_path():
     pytest.importorskip("torch")
-    from shared.nn.codec import FoolCodec
+    from fool.shared.nn.codec import FoolCodec
 
     files = find()
     _assert_forward_matches_compress_path(FoolCodec.load(files.weights), LatentCodec.load(files.tables), 4.0)
@@ -212,8 +211,8 @@ def context_model(tmp_path_factory):
     torch = pytest.importorskip("torch")
     import dataclasses
 
-    from shared.nn.codec import FoolCodec
-    from shared.nn.release import release
+    from fool.shared.nn.codec import FoolCodec
+    from fool.shared.nn.release import release
 
     base = FoolCodec.load(find().weights)
     model = FoolCodec(dataclasses.replace(base.config, context=True))
@@ -276,8 +275,8 @@ def test_released_weights_store_convolutions_in_float16(tmp_path):
     """Halved weight files keep several models within the 25 MB budget; GDN and entropy
     parameters stay float32, and the loaded model computes in float32."""
     torch = pytest.importorskip("torch")
-    from shared.nn.codec import FoolCodec
-    from shared.nn.release import release
+    from fool.shared.nn.codec import FoolCodec
+    from fool.shared.nn.release import release
 
     base = FoolCodec.load(find().weights)
     torch.save({"config": base.config.to_dict(), "model": base.state_dict()}, tmp_path / "ckpt.pt")

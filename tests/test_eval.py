@@ -5,7 +5,7 @@ import json
 from click.testing import CliRunner
 
 from fool.cli import main
-from ground.evaluate import evaluate
+from fool.evaluate import evaluate
 
 
 def test_eval_reports_curves_and_lossless_reference(scenes):
@@ -41,8 +41,9 @@ def test_eval_refuses_an_unknown_reference_codec(scenes, tmp_path):
 
 
 def test_eval_defaults_to_the_models_compress_picks(scenes):
-    from ground.evaluate import default_models
-    from shared import zoo
+    from fool.shared import zoo
+
+    from fool.evaluate import default_models
 
     assert default_models([scenes["rgb_uint8"]]) == [zoo.DEFAULT_MODEL]
     assert default_models([scenes["pan_uint16_11bit"]]) == [zoo.model_for("uint16")]

@@ -7,16 +7,15 @@ import sys
 import numpy as np
 import pytest
 import rasterio
-
-from ground.decode import decode_container
-from onboard.compress import compress_scene
-from shared import intnet
-from shared.zoo import find
+from fool.ground.decode import decode_container
+from fool.onboard.compress import compress_scene
+from fool.shared import intnet
+from fool.shared.zoo import find
 
 
 @pytest.fixture(scope="module")
 def flight(tmp_path_factory):
-    from shared.nn.export import export_flight
+    from fool.shared.nn.export import export_flight
 
     out = tmp_path_factory.mktemp("flight")
     export_flight(find(), out)
@@ -25,8 +24,7 @@ def flight(tmp_path_factory):
 
 def test_export_is_checked_and_deterministic(flight, tmp_path):
     import onnx
-
-    from shared.nn.export import export_flight
+    from fool.shared.nn.export import export_flight
 
     onnx.checker.check_model(onnx.load(str(flight / "analysis.onnx")), full_check=True)
     export_flight(find(), tmp_path)
@@ -38,7 +36,7 @@ def test_export_is_checked_and_deterministic(flight, tmp_path):
 
 def test_onnx_compress_never_imports_torch(flight, scenes, tmp_path):
     code = (
-        "import sys; from pathlib import Path; from onboard.compress import compress_scene;"
+        "import sys; from pathlib import Path; from fool.onboard.compress import compress_scene;"
         f"compress_scene(Path({str(scenes['rgb_nodata'])!r}), Path({str(tmp_path / 'o.fool')!r}),"
         f" runtime='onnx', flight_dir=Path({str(flight)!r}));"
         "assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
@@ -61,7 +59,7 @@ def test_onnx_and_torch_containers_decode_to_same_pixels(flight, scenes, tmp_pat
 
 def _real_tiles(team_data, size=64):
     """Unit-range 3-channel tiles cut from real scenes: NAIP RGB, WorldView-3 pan, Sentinel-2."""
-    from shared.bands import integer_range
+    from fool.shared.bands import integer_range
 
     tiles = []
     for src in sorted((team_data / "scenes" / "naip").glob("*.tif")):
@@ -120,8 +118,8 @@ def test_determinism_across_threads_runtimes_and_ulp_noise(flight, team_data, mo
     """>= 2,000 real tiles encoded by ORT (1 and 2 threads) and PyTorch (2 threads);
     every container decodes to exactly the symbols its encoder chose, also when the decoder's
     hyper-synthesis outputs are perturbed by ±1 ulp either way."""
-    from onboard.analysis import OnnxAnalysis, TorchAnalysis
-    from shared.latent_codec import LatentCodec, quality_code
+    from fool.onboard.analysis import OnnxAnalysis, TorchAnalysis
+    from fool.shared.latent_codec import LatentCodec, quality_code
 
     x = _real_tiles(team_data)
     assert len(x) >= 2000
@@ -138,10 +136,10 @@ def test_determinism_across_threads_runtimes_and_ulp_noise(flight, team_data, mo
 def test_high_bit_depth_model_is_deterministic_too(team_data, tmp_path, monkeypatch):
     """fool-m16 has its own tables and hyper-synthesis: its containers from >8-bit tiles decode
     to the encoder's symbols too, from ORT and PyTorch, with ±1 ulp noise."""
-    from onboard.analysis import OnnxAnalysis, TorchAnalysis
-    from shared.latent_codec import LatentCodec, quality_code
-    from shared.nn.export import export_flight
-    from shared.zoo import DEEP_MODEL, available
+    from fool.onboard.analysis import OnnxAnalysis, TorchAnalysis
+    from fool.shared.latent_codec import LatentCodec, quality_code
+    from fool.shared.nn.export import export_flight
+    from fool.shared.zoo import DEEP_MODEL, available
 
     if DEEP_MODEL not in available():
         pytest.skip(f"{DEEP_MODEL} is not shipped")

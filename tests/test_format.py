@@ -3,9 +3,8 @@ import struct
 import zlib
 
 import pytest
-
-from shared.errors import ChecksumError, ContainerError, OutputError, VersionError
-from shared.format import ENTRY_V2, FOOTER, PREAMBLE, Container, pack_table, read_varint, varint, write_container
+from fool.shared.errors import ChecksumError, ContainerError, OutputError, VersionError
+from fool.shared.format import ENTRY_V2, FOOTER, PREAMBLE, Container, pack_table, read_varint, varint, write_container
 
 
 def _write(path, raw: bytes):

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-
-from ground.decode import fill_unsent
-from shared.geometry import ALIGN, TileGrid, coded_latents
+from fool.ground.decode import fill_unsent
+from fool.shared.geometry import ALIGN, TileGrid, coded_latents
 
 
 @pytest.mark.parametrize("w,h,t", [(200, 150, 64), (934, 723, 512), (512, 512, 512), (1, 1, 64), (513, 65, 128)])

@@ -4,10 +4,10 @@ bits, the new ones start unread and unpaid, and the widened model releases and c
 import dataclasses
 
 import pytest
+from fool.shared.errors import ModelError
+from fool.shared.latent_codec import LatentCodec
+from fool.shared.zoo import find
 
-from shared.errors import ModelError
-from shared.latent_codec import LatentCodec
-from shared.zoo import find
 from tests.test_codec import _assert_forward_matches_compress_path
 
 torch = pytest.importorskip("torch")
@@ -15,8 +15,8 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="module")
 def pair():
-    from shared.nn.codec import FoolCodec
-    from shared.nn.grow import widen_latent
+    from fool.shared.nn.codec import FoolCodec
+    from fool.shared.nn.grow import widen_latent
 
     base = FoolCodec.load(find().weights)
     wide = FoolCodec(dataclasses.replace(base.config, m=base.config.m + 32))
@@ -44,7 +44,7 @@ def test_widened_model_keeps_the_trained_channels(pair):
 
 
 def test_new_channels_ride_free_then_pay():
-    from shared.nn.grow import rate_weights
+    from fool.shared.nn.grow import rate_weights
 
     assert rate_weights(8, 8, 0, 100).tolist() == [1.0] * 8
     assert rate_weights(8, 6, 0, 100).tolist() == [1.0] * 6 + [0.0] * 2
@@ -53,8 +53,8 @@ def test_new_channels_ride_free_then_pay():
 
 
 def test_widened_model_releases_and_codes_exactly(pair, tmp_path):
-    from shared.nn.codec import FoolCodec
-    from shared.nn.release import release
+    from fool.shared.nn.codec import FoolCodec
+    from fool.shared.nn.release import release
 
     _, wide = pair
     torch.save({"config": wide.config.to_dict(), "model": wide.state_dict()}, tmp_path / "ckpt.pt")
@@ -64,8 +64,8 @@ def test_widened_model_releases_and_codes_exactly(pair, tmp_path):
 
 
 def test_latent_only_grows(pair):
-    from shared.nn.codec import FoolCodec
-    from shared.nn.grow import widen_latent
+    from fool.shared.nn.codec import FoolCodec
+    from fool.shared.nn.grow import widen_latent
 
     base, wide = pair
     with pytest.raises(ModelError, match="only grow"):

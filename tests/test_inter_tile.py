@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from fool.ground.decode import decode_container, latent_canvas
+from fool.onboard.compress import compress_scene
+from fool.shared.errors import ContainerError, InputError
+from fool.shared.format import Container, write_container
+from fool.shared.scene import SceneHeader
 
 from fool.cli import main
-from ground.decode import decode_container, latent_canvas
-from onboard.compress import compress_scene
-from shared.errors import ContainerError, InputError
-from shared.format import Container, write_container
-from shared.scene import SceneHeader
 from tests import data
 
 

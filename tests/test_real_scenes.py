@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import rasterio
-
-from ground.decode import decode_container, read_header
-from ground.metrics import compare, peaks_of
-from onboard.compress import compress_scene
-from shared.format import Container
+from fool.ground.decode import decode_container, read_header
+from fool.onboard.compress import compress_scene
+from fool.shared.format import Container
+from fool.shared.metrics import compare, peaks_of
 
 SCENES = [
     "naip/m_4709963_se_14_1_20200831.tif",

@@ -5,9 +5,9 @@ import csv
 import numpy as np
 import pytest
 import torch
+from fool.shared.errors import ModelError
 
-from ground.train import CropSource, TrainOptions, init_lineage, train
-from shared.errors import ModelError
+from fool.train import CropSource, TrainOptions, init_lineage, train
 from tests import data
 
 
@@ -48,7 +48,7 @@ def test_train_resume_and_lineage(images, tmp_path):
 def test_grow_a_plain_model_keeps_its_output(images, tmp_path):
     """--dec-blocks / --context on an --init model: new parts start as the identity, so the
     grown model decodes exactly what the plain one did before its first step."""
-    from shared.nn.codec import FoolCodec
+    from fool.shared.nn.codec import FoolCodec
 
     plain = TrainOptions(data=[images], out=tmp_path / "plain", steps=1, batch=2, crop=64)
     ckpt = train(plain, log=lambda *_: None)
@@ -90,9 +90,9 @@ def test_grow_a_plain_model_keeps_its_output(images, tmp_path):
 )
 def test_bf16_autocast_only_where_the_cpu_has_it(images, tmp_path, monkeypatch, native, forced, expected):
     """Emulated bf16 made a step 25x slower than fp32 on an AVX2-only CPU: the default follows the CPU."""
-    import ground.train
+    import fool.train
 
-    monkeypatch.setattr(ground.train, "native_bf16", lambda: native)
+    monkeypatch.setattr(fool.train, "native_bf16", lambda: native)
     lines: list[str] = []
     opts = TrainOptions(data=[images], out=tmp_path / "r", steps=1, batch=2, crop=64, autocast=forced)
     train(opts, log=lines.append)
@@ -100,7 +100,7 @@ def test_bf16_autocast_only_where_the_cpu_has_it(images, tmp_path, monkeypatch, 
 
 
 def test_lr_warms_up_then_follows_the_cosine():
-    from ground.train import _lr_at
+    from fool.train import _lr_at
 
     opts = TrainOptions(data=[], out=None, steps=1000, lr=1e-4, lr_min=1e-5, warmup=100)
     assert _lr_at(0, opts) == pytest.approx(1e-6, rel=0.01)
@@ -112,7 +112,7 @@ def test_lr_warms_up_then_follows_the_cosine():
 
 
 def test_latent_widens_an_init_model(images, tmp_path):
-    from shared.nn.codec import FoolCodec
+    from fool.shared.nn.codec import FoolCodec
 
     ckpt = train(TrainOptions(data=[images], out=tmp_path / "narrow", steps=1, batch=2, crop=64), log=lambda *_: None)
     wide = TrainOptions(data=[images], out=tmp_path / "wide", steps=1, batch=2, crop=64, init=ckpt, latent=160)

@@ -16,9 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from torch import nn
-
-from shared.nn.layers import (
+from fool.shared.nn.layers import (
     CheckerboardContext,
     analysis,
     anchor_mask,
@@ -27,6 +25,7 @@ from shared.nn.layers import (
     ste_round,
     synthesis,
 )
+from torch import nn
 
 #: Lambdas of the trained levels, for MSE on [0, 1] pixels scaled by 255**2 (compressai's scale).
 DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 from compressai.layers import GDN
+from fool.shared.latent_codec import LatentCodec
+from fool.shared.zoo import ModelFiles
 from torch import nn
-
-from shared.latent_codec import LatentCodec
-from shared.zoo import ModelFiles
 
 OPSET = 17
 
@@ -74,7 +73,7 @@ def export_flight(files: ModelFiles, out_dir: Path) -> dict:
     """Write ``analysis.onnx`` (x -> y, z), ``hyper_analysis.onnx`` (y -> z, for tiles analysed
     with a halo, whose hyper-latent must describe the tile's own latents), the model's tables
     and ``manifest.json`` into ``out_dir``."""
-    from shared.nn.codec import FoolCodec
+    from fool.shared.nn.codec import FoolCodec
 
     model = FoolCodec.load(files.weights)
     graph = OnboardGraph(model).eval()

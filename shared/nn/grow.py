@@ -8,10 +8,9 @@ network at (or within noise of) the smaller one's rate-distortion point.
 from __future__ import annotations
 
 import torch
+from fool.shared.errors import ModelError
+from fool.shared.nn.codec import FoolCodec
 from torch import nn
-
-from shared.errors import ModelError
-from shared.nn.codec import FoolCodec
 
 
 def _first(module: nn.Module, kind: type) -> nn.Module:

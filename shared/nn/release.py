@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from shared import intnet
-from shared.latent_codec import LatentCodec, file_sha256
-from shared.nn.codec import FoolCodec
-from shared.nn.layers import SubpixelUp
+from fool.shared import intnet
+from fool.shared.latent_codec import LatentCodec, file_sha256
+from fool.shared.nn.codec import FoolCodec
+from fool.shared.nn.layers import SubpixelUp
 
 
 def quantise_hyper_synthesis(model: FoolCodec) -> list[intnet.IntConv]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.errors import FoolError, ModelError
+from fool.shared.errors import FoolError, ModelError
 
 IMAGE_SUFFIXES = {".webp", ".tif", ".tiff", ".png", ".jpg", ".jp2"}
 
@@ -68,7 +68,7 @@ class CropSource:
     ):
         import rasterio
 
-        from shared.bands import INTEGER_DTYPES, BandRange, bits_for_max, integer_range
+        from fool.shared.bands import INTEGER_DTYPES, BandRange, bits_for_max, integer_range
 
         self.rgb: list[np.ndarray] = []
         self.gray: list[np.ndarray] = []
@@ -182,8 +182,8 @@ def train(opts: TrainOptions, log=print) -> Path:
     """Train (or resume) a codec; returns the checkpoint path."""
     import torch
 
-    from shared.nn.codec import CodecConfig, FoolCodec, deepen_state
-    from shared.nn.grow import rate_weights, widen_latent
+    from fool.shared.nn.codec import CodecConfig, FoolCodec, deepen_state
+    from fool.shared.nn.grow import rate_weights, widen_latent
 
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed + int(time.time()))

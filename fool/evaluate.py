@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.bands import bits_for_max
-from shared.errors import InputError
-from shared.geometry import DEFAULT_TILE
+from fool.shared.bands import bits_for_max
+from fool.shared.errors import InputError
+from fool.shared.geometry import DEFAULT_TILE
 
 OURS_QUALITIES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 J2K_PSNR_TARGETS = (24, 27, 30, 33, 36, 39, 42, 46)
@@ -171,8 +171,8 @@ def eval_ours(
     """
     import rasterio
 
-    from ground.decode import decode_container
-    from onboard.compress import compress_scene
+    from fool.ground.decode import decode_container
+    from fool.onboard.compress import compress_scene
 
     peak = float(2**bits - 1)
     points = []
@@ -254,7 +254,7 @@ def matched_psnr(points: list[Point], ref: str, ours: str, setting: float) -> di
 
 
 def find_inputs(paths: list[Path], limit: int | None = None) -> list[Path]:
-    from ground.train import find_images
+    from fool.train import find_images
 
     files = find_images(paths)
     if limit and len(files) > limit:
@@ -268,7 +268,7 @@ def default_models(inputs: list[Path], limit: int | None = None) -> list[str]:
     without ``--model`` measures what an operator gets by default."""
     import rasterio
 
-    from shared.zoo import model_for
+    from fool.shared.zoo import model_for
 
     chosen = set()
     for f in find_inputs(inputs, limit):
@@ -288,9 +288,9 @@ def evaluate(
     with_msssim: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
-    from ground.synthesis import TorchSynthesis
-    from onboard.compress import load_runtime
-    from shared.zoo import DEFAULT_QUALITY
+    from fool.ground.synthesis import TorchSynthesis
+    from fool.onboard.compress import load_runtime
+    from fool.shared.zoo import DEFAULT_QUALITY
 
     unknown = [c for c in codecs if c not in REFERENCE_CODECS]
     if unknown:  # a typo would otherwise give a benchmark with no reference and no BD-rate

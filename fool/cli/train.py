@@ -1,0 +1,105 @@
+"""`fool train`: train or resume the variable-rate codec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Run folder (checkpoint, CSV log).")
+@click.option("--exclude", multiple=True, help="Skip files whose path contains this text (held-out data).")
+@click.option("--steps", default=100_000, show_default=True, help="Total steps of the LR schedule.")
+@click.option("--max-minutes", type=float, default=None, help="Stop (and checkpoint) after this long.")
+@click.option("--batch", default=8, show_default=True)
+@click.option("--crop", default=128, show_default=True)
+@click.option("--lr", default=3e-4, show_default=True)
+@click.option("--lr-min", default=3e-5, show_default=True, help="Floor of the cosine schedule.")
+@click.option("--warmup", default=500, show_default=True, help="Steps of linear LR warm-up at the start of a run.")
+@click.option("--gray-prob", default=0.15, show_default=True, help="Share of crops from 8-bit single bands.")
+@click.option(
+    "--deep-prob", default=0.3, show_default=True, help="Share of crops from >8-bit single bands (own pool when > 0)."
+)
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
+@click.option(
+    "--autocast/--no-autocast",
+    default=None,
+    help="bf16 autocast on the transforms [default: on where the CPU has native bf16 (AVX512-BF16/AMX), else fp32].",
+)
+@click.option(
+    "--init",
+    type=click.Path(exists=True, path_type=Path),
+    help="Start from shipped weights, e.g. models/fool-m.pt (used only when OUT has no checkpoint yet).",
+)
+@click.option(
+    "--dec-blocks",
+    type=click.IntRange(0, 8),
+    default=None,
+    help="Residual blocks per synthesis stage of a new or --init model; a trained decoder can only grow.",
+)
+@click.option(
+    "--context/--no-context",
+    default=None,
+    help="Add (or drop) the checkerboard context of a new or --init model [default: as --init].",
+)
+@click.option(
+    "--latent",
+    type=click.IntRange(16, 512),
+    default=None,
+    help="Latent channels of a new model, or widen an --init model to this many (it can only grow).",
+)
+@click.option(
+    "--latent-ramp",
+    default=3000,
+    show_default=True,
+    help="Steps over which the bits of channels added by --latent enter the loss (they start free).",
+)
+def train(
+    data,
+    out,
+    exclude,
+    steps,
+    max_minutes,
+    batch,
+    crop,
+    lr,
+    lr_min,
+    warmup,
+    gray_prob,
+    deep_prob,
+    device,
+    autocast,
+    init,
+    dec_blocks,
+    context,
+    latent,
+    latent_ramp,
+) -> None:
+    """Train or resume the variable-rate codec on folders of images/scenes."""
+    from fool.train import TrainOptions
+    from fool.train import train as run
+
+    opts = TrainOptions(
+        data=list(data),
+        out=out,
+        exclude=tuple(exclude),
+        steps=steps,
+        max_minutes=max_minutes,
+        batch=batch,
+        crop=crop,
+        lr=lr,
+        lr_min=lr_min,
+        warmup=warmup,
+        gray_prob=gray_prob,
+        deep_prob=deep_prob,
+        device=device,
+        autocast=autocast,
+        init=init,
+        dec_blocks=dec_blocks,
+        context=context,
+        latent=latent,
+        latent_ramp=latent_ramp,
+    )
+    run(opts, log=click.echo)
