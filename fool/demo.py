@@ -92,7 +92,7 @@ def run_demo(
                 scene, synthetic = synthetic_scene(work / "synthetic.tif"), True
         container, decoded = work / "scene.fool", work / "scene.decoded.tif"
         t0 = time.perf_counter()
-        report = compress_scene(scene, container, model, quality, runtime=runtime)
+        report = compress_scene(scene, container, model=model, quality=quality, runtime=runtime)
         t1 = time.perf_counter()
         decode_container(container, decoded)
         t2 = time.perf_counter()

@@ -49,7 +49,6 @@ class TrainOptions:
     seed: int = 0
     init: Path | None = None  # start from shipped weights (e.g. models/fool-m.pt) when no checkpoint exists
     dec_blocks: int | None = None  # deepen the synthesis of a new or initialised model (None: keep)
-    context: bool | None = None  # add the checkerboard context to a new or initialised model (None: keep)
     latent: int | None = None  # latent channels M of a new model, or widen an initialised one (None: keep)
     latent_ramp: int = 3000  # steps over which widened channels' bits enter the loss (see shared.nn.grow)
 
@@ -210,8 +209,6 @@ def train(opts: TrainOptions, log=print) -> Path:
         config = CodecConfig()
     if state is None and opts.dec_blocks is not None:
         config = dataclasses.replace(config, dec_blocks=opts.dec_blocks)
-    if state is None and opts.context is not None:
-        config = dataclasses.replace(config, context=opts.context)
     if state is None and opts.latent is not None:
         config = dataclasses.replace(config, m=opts.latent)
     model = FoolCodec(config).to(device)
@@ -244,11 +241,9 @@ def train(opts: TrainOptions, log=print) -> Path:
             )
         if init_model.config.dec_blocks == 0:
             weights = deepen_state(weights, config.dec_blocks)
-        if not config.context:
-            weights = {k: v for k, v in weights.items() if not k.startswith("context.")}
         missing, unexpected = model.load_state_dict(weights, strict=False)
-        # new blocks and a new context start as the identity; CDF tables are rebuilt at release
-        grown = (".body.", "context.", "_cdf", "_offset", "_length")
+        # new blocks start as the identity; CDF tables are rebuilt at release
+        grown = (".body.", "_cdf", "_offset", "_length")
         new = [k for k in missing if not any(g in k for g in grown)]
         if new or unexpected:
             raise ModelError(f"{opts.init} does not fit the model: missing {new[:3]}, unexpected {unexpected[:3]}")

@@ -6,12 +6,12 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from fool.shared.errors import ContainerError, FoolError, OutputError
-from fool.shared.format import FLAG_MASK, VERSION, Container, TileEntry
+from fool.shared.errors import FoolError, OutputError
+from fool.shared.format import FLAG_MASK, MODE_LOST, MODE_SKIPPED, Container, TileEntry
 from fool.shared.geometry import Tile, coded_latents
 from fool.shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
 
@@ -22,13 +22,18 @@ class DecodeReport:
     tiles: int
     seconds: float
     failed: list[tuple[int, int]]
+    skipped: list[tuple[int, int]] = field(default_factory=list)  # not sent by the onboard side (priority, budget)
+    lost: list[tuple[int, int]] = field(default_factory=list)  # known to the reassembly, not received intact
+
+    @property
+    def partial(self) -> bool:
+        """Some tiles are missing from the image: damaged, or lost on the link."""
+        return bool(self.failed or self.lost)
 
 
 def read_header(container: Container) -> SceneHeader:
-    scene = container.header.get("scene")
-    if not isinstance(scene, dict):
-        raise ContainerError(f"{container.name}: header has no scene description")
-    return SceneHeader.from_dict(scene)
+    """The container's validated scene header (kept for callers; it is ``container.scene``)."""
+    return container.scene
 
 
 @dataclass
@@ -37,21 +42,17 @@ class TileLatents:
     valid: np.ndarray | None
 
 
-def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec, version: int = VERSION) -> TileLatents:
+def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec) -> TileLatents:
     """The bit-exact half of decoding a tile: payload -> latents (no neighbour is needed).
 
-    From container version 2 on, only latents over valid pixels were sent; the rest are
-    symbol 0 (their predicted means) in the bit-exact part, then :func:`fill_unsent`. Version 3
-    codes all band groups of a tile in one stream."""
+    Only latents over valid pixels were sent; the rest are symbol 0 (their predicted means)
+    in the bit-exact part, then :func:`fill_unsent`. All band groups share one stream."""
     tile: Tile = scene.grid.tile(entry.row, entry.col)
     ph, pw = tile.padded_shape
-    groups, shape = len(scene.groups), (tile.height, tile.width)
-    streams, valid = unpack_tile(payload, groups, bool(entry.flags & FLAG_MASK), shape, version)
-    coded = coded_latents((ph, pw), shape, valid) if version >= 2 else None
-    if version >= 3:
-        latents = codec.decode_tile(streams[0], groups, (ph // 16, pw // 16), entry.quality, coded)
-    else:
-        latents = [codec.decode(s, (ph // 16, pw // 16), entry.quality, coded) for s in streams]
+    shape = (tile.height, tile.width)
+    stream, valid = unpack_tile(payload, bool(entry.flags & FLAG_MASK), shape)
+    coded = coded_latents((ph, pw), shape, valid)
+    latents = codec.decode_tile(stream, len(scene.groups), (ph // 16, pw // 16), entry.quality, coded)
     y_hat = np.stack([fill_unsent(y, coded) for y in latents])
     return TileLatents(y_hat, valid)
 
@@ -145,17 +146,6 @@ def apply_mask(out: np.ndarray, valid: np.ndarray, scene: SceneHeader) -> None:
         out[:, ~valid] = np.nan
 
 
-def _check_entries(entries: list[TileEntry], scene: SceneHeader) -> None:
-    grid = scene.grid
-    seen = set()
-    for e in entries:
-        if not (0 <= e.row < grid.rows and 0 <= e.col < grid.cols):
-            raise ContainerError(f"tile ({e.row}, {e.col}) is outside the {grid.rows}x{grid.cols} grid")
-        if (e.row, e.col) in seen:
-            raise ContainerError(f"tile ({e.row}, {e.col}) appears twice")
-        seen.add((e.row, e.col))
-
-
 def output_profile(scene: SceneHeader) -> dict:
     from affine import Affine
     from rasterio.crs import CRS
@@ -166,7 +156,7 @@ def output_profile(scene: SceneHeader) -> dict:
         "height": scene.height,
         "count": scene.count,
         "dtype": scene.dtype,
-        "crs": CRS.from_wkt(scene.crs_wkt) if scene.crs_wkt else None,
+        "crs": CRS.from_user_input(scene.crs) if scene.crs else None,
         "transform": Affine(*scene.transform),
         "nodata": scene.nodata,
         "tiled": True,
@@ -204,9 +194,8 @@ def decode_container(
     if dst.exists() and dst.resolve() == Path(src).resolve():
         raise OutputError(f"output {dst} is the input container; choose another -o")
     with Container.open(src) as container:
-        scene = read_header(container)
-        _check_entries(container.tiles, scene)
-        if synthesis is None or synthesis.codec.weights_sha256 != scene.model_sha256:
+        scene = container.scene
+        if synthesis is None or not scene.model_matches(synthesis.codec.weights_sha256):
             synthesis = TorchSynthesis(scene.model_name, scene.model_sha256, threads)
         tmp = dst.with_name(f".{dst.name}.partial.tif")
         failed: list[tuple[int, int]] = []
@@ -223,7 +212,7 @@ def decode_container(
                 for i, d in enumerate(scene.descriptions, start=1):
                     if d:
                         out.set_band_description(i, d)
-                entries = {(e.row, e.col): e for e in container.tiles}
+                entries = {(e.row, e.col): e for e in container.coded_tiles}
                 cache: dict[tuple[int, int], TileLatents | None] = {}
 
                 def latents_at(rc: tuple[int, int]) -> TileLatents | None:
@@ -233,9 +222,7 @@ def decode_container(
                         cache[rc] = None
                         if entry is not None:
                             try:
-                                cache[rc] = decode_latents(
-                                    entry, container.payload(entry), scene, synthesis.codec, container.version
-                                )
+                                cache[rc] = decode_latents(entry, container.payload(entry), scene, synthesis.codec)
                             except FoolError:
                                 if not skip_damaged:
                                     raise
@@ -267,13 +254,15 @@ def decode_container(
                         out.write_mask(valid, window=window)
                     if progress:
                         progress(i + 1, len(entries))
-                _fill_missing(out, scene, {(e.row, e.col) for e in container.tiles} - set(failed))
+                _fill_missing(out, scene, set(entries) - set(failed))
             os.replace(tmp, dst)
         except rasterio.errors.RasterioIOError as exc:
             raise OutputError(f"cannot write {dst}: {exc}") from None
         finally:
             tmp.unlink(missing_ok=True)
-    return DecodeReport(dst, len(container.tiles), time.perf_counter() - start, failed)
+    skipped = [(e.row, e.col) for e in container.tiles if e.mode == MODE_SKIPPED]
+    lost = [(e.row, e.col) for e in container.tiles if e.mode == MODE_LOST]
+    return DecodeReport(dst, len(entries), time.perf_counter() - start, failed, skipped, lost)
 
 
 def _fill_missing(out, scene: SceneHeader, present: set[tuple[int, int]]) -> None:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from fool.onboard.priority import CloudyTiles, FlatTiles, RegionOfInterest, TileRule, rank_tiles
+from fool.onboard.rate_control import PlannedTile, allocate
 from fool.onboard.scene import SceneReader, TileData
 from fool.shared import zoo
-from fool.shared.errors import InputError, ModelError
-from fool.shared.format import FLAG_MASK, VERSION, write_container
+from fool.shared.errors import InputError, ModelError, OutputError
+from fool.shared.format import FLAG_MASK, MODE_SKIPPED, write_container
 from fool.shared.geometry import ALIGN, DEFAULT_TILE, coded_latents
-from fool.shared.latent_codec import LatentCodec, quality_code
-from fool.shared.scene import MAX_HALO, pack_tile
+from fool.shared.latent_codec import QUALITY_STEP, LatentCodec, quality_code
+from fool.shared.scene import MAX_HALO, SceneHeader, pack_tile
 
 
 @dataclass
@@ -29,15 +32,8 @@ class CompressReport:
     tiles_skipped: int
     seconds: float
     timings: dict = field(default_factory=dict)
-    payload_bytes: int = 0  # tile payloads only: the codestream, without header and tile table
+    payload_bytes: int = 0  # tile payloads only, without header, table and footer
     table_bytes: int = 0  # the tile table
-
-    @property
-    def codestream_bytes(self) -> int:
-        """What grows with the tiles: their payloads and the tile table. The scene header
-        (georeferencing, band ranges, model id) and the 20-byte footer are fixed metadata,
-        like a GeoTIFF's tags."""
-        return self.payload_bytes + self.table_bytes
 
     @property
     def bpp(self) -> float:
@@ -113,114 +109,234 @@ def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int
     raise InputError(f"unknown runtime {runtime!r}; use 'torch' or 'onnx'")
 
 
+@dataclass(frozen=True)
+class CompressOptions:
+    """How to code a scene; the CLI's defaults are these."""
+
+    model: str | None = None  # None: the shipped model for the scene's dtype (shared.zoo.model_for)
+    quality: float = zoo.DEFAULT_QUALITY
+    tile_size: int = DEFAULT_TILE
+    bands: list[int] | None = None
+    band_groups: str | None = None
+    runtime: str = "torch"
+    flight_dir: Path | None = None
+    threads: int | None = None
+    halo: int = 0  # inter-tile context, pixels (a multiple of 64)
+    value_range: str = "scene"
+    budget: int | None = None  # bytes of the whole container; quality then becomes the search's result
+    bpp: float | None = None  # the budget as bits per pixel position (all bands), the whole file
+    roi: Path | None = None  # GeoJSON region of interest (onboard.priority.RegionOfInterest)
+    roi_crs: str = "lonlat"
+    roi_outside: str = "lowest"
+    flat: str | None = None  # "lowest" or "skip" for near-constant tiles (onboard.priority.FlatTiles)
+    cloudy: str | None = None  # "lowest" or "skip" for tiles the brightness test calls cloudy
+
+    def check(self) -> None:
+        """Refuse bad options before any model is loaded or any file is touched."""
+        if not isinstance(self.quality, int | float) or not 1.0 <= self.quality <= 8.0:
+            raise InputError(f"quality {self.quality} is outside 1..8 (1 = fewest bits, 8 = best)")
+        if self.halo < 0 or self.halo % ALIGN or self.halo > MAX_HALO:
+            raise InputError(f"halo must be 0 or a multiple of {ALIGN} up to {MAX_HALO} pixels, got {self.halo}")
+        if self.runtime not in ("torch", "onnx"):
+            raise InputError(f"unknown runtime {self.runtime!r}; use 'torch' or 'onnx'")
+        if self.budget is not None and self.budget <= 0:
+            raise InputError(f"budget must be a positive number of bytes, got {self.budget}")
+        if self.bpp is not None and (self.bpp <= 0 or self.budget is not None):
+            raise InputError("give either --budget BYTES or --bpp X (a positive rate), not both")
+
+    def budget_bytes(self, pixels: int) -> int | None:
+        return int(self.bpp * pixels / 8) if self.bpp is not None else self.budget
+
+    def rules(self, reader: SceneReader) -> list[TileRule]:
+        """The tile-value rules these options turn on (onboard.priority; none by default)."""
+        rules: list[TileRule] = []
+        if self.roi is not None:
+            rules.append(RegionOfInterest(self.roi, reader, self.roi_crs, self.roi_outside))
+        if self.flat:
+            rules.append(FlatTiles(self.flat))
+        if self.cloudy:
+            rules.append(CloudyTiles(self.cloudy))
+        return rules
+
+
+def check_output(src: Path, dst: Path) -> None:
+    """The output must be writable and must not be the input: checked before the slow work."""
+    dst = Path(dst)
+    if dst.exists() and dst.resolve() == Path(src).resolve():
+        raise InputError(f"output {dst} is the input scene; choose another -o")
+    if dst.is_dir():
+        raise OutputError(f"output {dst} is a directory; give a file name")
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {dst}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"cannot write {dst}: folder {parent} is not writable")
+
+
 def compress_scene(
     src: Path,
     dst: Path,
-    model: str | None = None,
-    quality: float = zoo.DEFAULT_QUALITY,
-    tile_size: int = DEFAULT_TILE,
-    bands: list[int] | None = None,
-    band_groups: str | None = None,
-    runtime: str = "torch",
-    flight_dir: Path | None = None,
-    threads: int | None = None,
+    options: CompressOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
     engine=None,
-    halo: int = 0,
-    value_range: str = "scene",
-    container_version: int = VERSION,
+    **fields,
 ) -> CompressReport:
     """Compress ``src`` into ``dst``; ``dst`` appears only when the whole scene is written.
 
-    ``model`` None picks the shipped model for the scene's dtype (:func:`shared.zoo.model_for`).
-    ``engine`` is a preloaded ``load_runtime(...)`` result, for callers that code many scenes.
-    ``halo`` (pixels, a multiple of 64) turns on inter-tile context: each tile is analysed
-    with that much of its neighbours and the ground synthesises it with its neighbours'
-    latents. Every tile still decodes alone (see ground.decode). ``container_version`` writes an
-    older layout that ground stations not yet upgraded can read (docs/format.md).
+    ``options`` (or its fields as keywords) say how; ``engine`` is a preloaded
+    ``load_runtime(...)`` result, for callers that code many scenes. With a halo each tile is
+    analysed with that much of its neighbours and the ground synthesises it with its
+    neighbours' latents; every tile still decodes alone (see ground.decode).
     """
+    opts = replace(options or CompressOptions(), **fields)
+    opts.check()
+    check_output(src, dst)
     start = time.perf_counter()
-    if Path(dst).exists() and Path(dst).resolve() == Path(src).resolve():
-        raise InputError(f"output {dst} is the input scene; choose another -o")
-    if halo < 0 or halo % ALIGN or halo > MAX_HALO:
-        raise InputError(f"halo must be 0 or a multiple of {ALIGN} up to {MAX_HALO} pixels, got {halo}")
-    with SceneReader(src, tile_size, bands, band_groups, value_range) as reader:
-        analysis, codec = engine or load_runtime(runtime, model or zoo.model_for(reader.dtype), flight_dir, threads)
-        try:
-            code = quality_code(quality, codec.levels)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        header = {
-            "format": "fool",
-            "scene": reader.profile_header(),
-            "model": {"name": codec.name, "sha256": codec.weights_sha256, "id": codec.model_id},
-            "quality": quality,
-            "runtime": analysis.name,
-        }
-        header["scene"] |= {"model_name": codec.name, "model_sha256": codec.weights_sha256, "halo": halo}
-        coded = skipped = 0
-        timings = {"analysis_s": 0.0, "entropy_s": 0.0}
-        total = len(reader.grid)
+    with SceneReader(src, opts.tile_size, opts.bands, opts.band_groups, opts.value_range) as reader:
+        analysis, codec = engine or load_runtime(
+            opts.runtime, opts.model or zoo.model_for(reader.dtype), opts.flight_dir, opts.threads
+        )
+        code = quality_code(opts.quality, codec.levels)
+        header = SceneHeader.from_dict(
+            reader.profile_header()
+            | {"model_name": codec.name, "model_sha256": codec.weights_sha256[:16], "halo": opts.halo}
+        )
+        rules = opts.rules(reader)
+        coder = TileCoder(analysis, codec, reader, code)
+        with write_container(Path(dst), header) as out:
+            budget = opts.budget_bytes(reader.ds.width * reader.ds.height)
+            if budget is None and not rules:
+                coder.run(out, opts.halo, progress)
+            else:
+                PlannedCoder(coder, rules).run(out, opts.halo, budget, progress)
+        size = Path(dst).stat().st_size
+        pixels = reader.ds.width * reader.ds.height
+        return CompressReport(
+            Path(dst),
+            size,
+            pixels,
+            len(reader.bands),
+            coder.coded,
+            coder.skipped,
+            time.perf_counter() - start,
+            coder.timings,
+            sum(e.length for e in out.entries),
+            out.table_bytes,
+        )
 
-        def analyse(data: TileData):
-            """Worker thread: the runtime releases the GIL, so the next tile's analysis
-            overlaps this tile's (partly single-threaded) entropy coding and container writing."""
-            if data.valid is not None and not data.valid.any():
-                return data, None
-            t0 = time.perf_counter()
-            latents = analyse_tile(analysis, data, np.stack(group_inputs(data, reader)))
-            timings["analysis_s"] += time.perf_counter() - t0
-            return data, latents
 
-        with write_container(Path(dst), header, container_version) as out, ThreadPoolExecutor(1) as pool:
+class TileCoder:
+    """Analyses tiles in a worker thread while the main thread entropy-codes and writes the
+    previous one: the runtime releases the GIL, so the two overlap, and at most two tiles are
+    in flight, so memory stays flat."""
+
+    def __init__(self, analysis, codec: LatentCodec, reader: SceneReader, code: int) -> None:
+        self.analysis, self.codec, self.reader, self.code = analysis, codec, reader, code
+        self.coded = self.skipped = 0
+        self.timings = {"analysis_s": 0.0, "entropy_s": 0.0}
+
+    def analyse(self, data: TileData):
+        if data.valid is not None and not data.valid.any():
+            return data, None
+        t0 = time.perf_counter()
+        latents = analyse_tile(self.analysis, data, np.stack(group_inputs(data, self.reader)))
+        self.timings["analysis_s"] += time.perf_counter() - t0
+        return data, latents
+
+    def encode(self, data: TileData, latents: tuple[np.ndarray, np.ndarray], code: int) -> bytes:
+        """One tile's payload at quality ``code``: mask, then one stream for all band groups."""
+        y, z = latents
+        tile = data.tile
+        sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
+        stream = self.codec.encode_tile([(y[g], z[g]) for g in range(len(self.reader.groups))], code, sent)
+        return pack_tile(stream, data.valid)
+
+    def write(self, out, data: TileData, latents) -> None:
+        if latents is None:  # every pixel invalid: not stored, decoded as nodata
+            self.skipped += 1
+            return
+        t1 = time.perf_counter()
+        payload = self.encode(data, latents, self.code)
+        self.timings["entropy_s"] += time.perf_counter() - t1
+        out.add_tile(data.tile.row, data.tile.col, payload, self.code, FLAG_MASK if data.valid is not None else 0)
+        self.coded += 1
+
+    def run(self, out, halo: int, progress: Callable[[int, int], None] | None) -> None:
+        total, done = len(self.reader.grid), 0
+        with ThreadPoolExecutor(1) as pool:
             pending: deque = deque()
-            done = 0
-
-            def finish(data: TileData, latents) -> None:
-                nonlocal coded, skipped, done
-                if latents is None:
-                    skipped += 1
-                else:
-                    t1 = time.perf_counter()
-                    y, z = latents
-                    tile = data.tile
-                    groups = range(len(reader.groups))
-                    sent = None  # version 1 sent every latent of the padded tile
-                    if container_version >= 2:
-                        sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
-                    if container_version >= 3:
-                        streams = [codec.encode_tile([(y[g], z[g]) for g in groups], code, sent)]
-                    else:
-                        streams = [codec.encode(y[g], z[g], code, sent) for g in groups]
-                    payload = pack_tile(streams, data.valid, container_version)
-                    timings["entropy_s"] += time.perf_counter() - t1
-                    flags = FLAG_MASK if data.valid is not None else 0
-                    out.add_tile(data.tile.row, data.tile.col, payload, code, flags)
-                    coded += 1
+            for data in self.reader.tiles(halo):
+                pending.append(pool.submit(self.analyse, data))
+                if len(pending) > 1:
+                    self.write(out, *pending.popleft().result())
+                    done += 1
+                    if progress:
+                        progress(done, total)
+            while pending:
+                self.write(out, *pending.popleft().result())
                 done += 1
                 if progress:
                     progress(done, total)
 
-            for data in reader.tiles(halo):
-                pending.append(pool.submit(analyse, data))
-                if len(pending) > 1:  # at most two tiles in flight: memory stays flat
-                    finish(*pending.popleft().result())
-            while pending:
-                finish(*pending.popleft().result())
-        size = Path(dst).stat().st_size
-        payload_bytes = sum(e.length for e in out.entries)
-        table_bytes = out.table_bytes
-        pixels = reader.ds.width * reader.ds.height
-        nbands = len(reader.bands)
-    return CompressReport(
-        Path(dst),
-        size,
-        pixels,
-        nbands,
-        coded,
-        skipped,
-        time.perf_counter() - start,
-        timings,
-        payload_bytes,
-        table_bytes,
-    )
+
+class PlannedCoder:
+    """Codes a scene whose tile qualities depend on the whole scene (a byte budget, tile
+    values): every tile is analysed first, its latents kept in a temporary folder beside the
+    output (memory stays flat), then :func:`onboard.rate_control.allocate` picks the quality
+    codes and the tiles are written in raster order."""
+
+    def __init__(self, coder: TileCoder, rules: list[TileRule]) -> None:
+        self.coder, self.rules = coder, rules
+
+    def run(self, out, halo: int, budget: int | None, progress: Callable[[int, int], None] | None) -> None:
+        import tempfile
+
+        coder = self.coder
+        total = len(coder.reader.grid)
+        with tempfile.TemporaryDirectory(prefix=".fool-plan-", dir=out.path.parent) as spill:
+            planned, stored = self._analyse_all(Path(spill), halo)
+            t1 = time.perf_counter()
+
+            def encode(i: int, code: int) -> bytes:
+                data, path = stored[i]
+                latents = np.load(path)
+                return coder.encode(data, (latents["y"], latents["z"]), code)
+
+            highest = coder.codec.levels * QUALITY_STEP
+            # each tile is coded at many qualities: keep its integer hyper-synthesis (up to ~100 MB)
+            coder.codec.memo_size = min(len(planned) * len(coder.reader.groups), 512)
+            try:
+                alloc = allocate(planned, encode, len(out.header_bytes), budget, coder.code, highest=highest)
+            finally:
+                coder.codec.memo_size = 0
+                coder.codec._hyper_memo.clear()
+            coder.timings["entropy_s"] += time.perf_counter() - t1
+            for i, t in enumerate(planned):
+                data = stored[i][0]
+                code = alloc.codes[i]
+                flags = FLAG_MASK if data.valid is not None else 0
+                if code is None:
+                    out.add_tile(t.row, t.col, b"", coder.code, 0, MODE_SKIPPED)
+                    coder.skipped += 1
+                else:
+                    out.add_tile(t.row, t.col, alloc.payloads[i], code, flags)
+                    coder.coded += 1
+                if progress:
+                    progress(i + 1, total)
+            coder.skipped += total - len(planned)  # no valid pixel: never coded
+
+    def _analyse_all(self, spill: Path, halo: int):
+        """-> (PlannedTile per codable tile, (TileData without pixels, latents file) per tile)."""
+        coder = self.coder
+        planned: list[PlannedTile] = []
+        stored: list[tuple[TileData, Path]] = []
+        with ThreadPoolExecutor(1) as pool:
+            for data, latents in pool.map(coder.analyse, coder.reader.tiles(halo)):
+                if latents is None:
+                    continue
+                value = rank_tiles(data, coder.reader, self.rules)
+                path = spill / f"{len(stored)}.npz"
+                np.savez(path, y=latents[0], z=latents[1])
+                planned.append(PlannedTile(data.tile.row, data.tile.col, value.rank, value.lowest, value.skip))
+                stored.append((TileData(data.tile, np.empty(0), data.valid), path))
+        return planned, stored

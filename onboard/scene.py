@@ -208,7 +208,7 @@ class SceneReader:
             "groups": [list(g) for g in self.groups],
             "nodata": self.nodata,
             "mask": self.mask_kind,
-            "crs_wkt": ds.crs.to_wkt() if ds.crs else None,
+            "crs": crs_text(ds.crs),
             "transform": list(ds.transform)[:6],
             "descriptions": [ds.descriptions[b - 1] for b in self.bands],
             "colorinterp": self.colorinterp,
@@ -225,3 +225,16 @@ class SceneReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def crs_text(crs) -> str | None:
+    """ "EPSG:<code>" when that code gives back exactly this CRS (a few bytes in the header),
+    else the CRS's WKT (compressed in the header)."""
+    if not crs:
+        return None
+    from rasterio.crs import CRS
+
+    code = crs.to_epsg(confidence_threshold=100)
+    if code is not None and CRS.from_epsg(code).to_wkt() == crs.to_wkt():
+        return f"EPSG:{code}"
+    return crs.to_wkt()

@@ -40,3 +40,7 @@ class ChecksumError(ContainerError):
 
 class ModelError(FoolError, LookupError):
     """A model is unknown, missing its weights, or not the one a container was coded with."""
+
+
+class PacketError(ContainerError):
+    """A downlink packet is malformed: bad primary header, length, CRC-16 or FOOL data field."""

@@ -1,21 +1,23 @@
 """The ``.fool`` container: a self-describing, tile-addressable scene bitstream.
 
-Layout (little-endian; full description in docs/format.md)::
+This module owns the container versions: it writes version 4 and reads versions 3 and 4,
+and every other module asks it (``Container.scene``, ``Container.tiles``) instead of
+branching on a version. Layout (little-endian; full description in docs/format.md)::
 
-    "FOOL" u16 version u16 reserved u32 header_len  header(JSON, UTF-8)  u32 crc32(header)
-    tile payloads, back to back in raster order
-    tile table: u16 base quality, then per tile (LEB128 varints "v"):
-        v row - previous row, v col, v (length << 2 | own quality << 1 | mask flag), u32 crc32,
-        [u16 quality, if it differs from the base]
-    footer: u64 table_offset, u32 tile_count, u32 crc32(table), "LOOF"
+    version 4:  "FOOL" u8 4  v H  header(H bytes, binary)  u32 crc32(all before it)
+                tile payloads, back to back in raster order
+                tile table: v N, u16 base quality, per tile:
+                    v row - previous row, v col, v (length << 3 | mode << 2 | own quality << 1 | mask),
+                    u32 crc32, [u16 quality], [u8 mode]
+                footer: u32 table length, u32 crc32(table), "LOOF"
+    version 3:  "FOOL" u16 3 u16 0 u32 H  header(JSON)  u32 crc32(header)
+                payloads as version 4; table without N, entries with length << 2 (no mode);
+                footer: u64 table offset, u32 N, u32 crc32(table), "LOOF"
 
 The table sits at the end so the onboard writer streams tiles in constant memory; the
 footer finds it. Every tile carries its own CRC and length, so each decodes on its own; its
-offset is the sum of the lengths before it. A typical entry is 8 bytes: at 128-px tiles and
-low rates the framing is a large share of a grey band's bits. The reader checks the table's
-CRC, then that the entries fill it and the lengths fill the payload area exactly, before it
-trusts any of them. Versions 1 and 2 had fixed 27-byte entries with an explicit u64 offset;
-they are still read.
+offset is the sum of the lengths before it. The header (:attr:`Container.header_bytes`) is
+self-contained, with its own length and CRC, so the downlink packer can repeat it verbatim.
 """
 
 from __future__ import annotations
@@ -32,45 +34,28 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fool.shared.errors import ChecksumError, ContainerError, OutputError, VersionError
+from fool.shared.header import decode_header, encode_header
+from fool.shared.scene import SceneHeader
+from fool.shared.varint import read_varint, varint
 
 MAGIC = b"FOOL"
 END_MAGIC = b"LOOF"
-#: Version 3 codes each tile as one rANS stream and has varint table entries (offsets implied);
-#: version 2 sends only the latents that cover valid pixels (shared.geometry.coded_latents);
-#: version 1 sent every latent of the padded tile. All are read.
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
-PREAMBLE = struct.Struct("<4sHHI")
-ENTRY_V2 = struct.Struct("<IIQIIHB")  # versions 1 and 2
-FOOTER = struct.Struct("<QII4s")
-MAX_HEADER = 16 << 20
+VERSION = 4
+READABLE_VERSIONS = (3, 4)
+PREAMBLE_V3 = struct.Struct("<4sHHI")
+FOOTER_V3 = struct.Struct("<QII4s")
+FOOTER = struct.Struct("<II4s")
+MAX_HEADER = 1 << 20
 FLAG_MASK = 1  # the payload starts with a lossless validity mask
-OWN_QUALITY = 2  # (version 3 table only) the entry carries its own quality code
-MIN_ENTRY = 7  # bytes of the shortest version-3 entry
-
-
-def varint(n: int) -> bytes:
-    """LEB128: 7 bits a byte, low first; the high bit says another byte follows."""
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
-def read_varint(buf: bytes, pos: int, what: str = "varint") -> tuple[int, int]:
-    """-> (value, position after it); at most 5 bytes (values below 2**35), inside ``buf``."""
-    n = 0
-    for i in range(5):
-        if pos >= len(buf):
-            raise ContainerError(f"{what} runs past the end of its data")
-        byte = buf[pos]
-        pos += 1
-        n |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return n, pos
-    raise ContainerError(f"{what} is longer than 5 bytes")
+OWN_QUALITY = 2  # the entry carries its own quality code
+OWN_MODE = 4  # (version 4) the entry carries a mode byte
+#: How a tile is held. A skipped tile has no payload: the onboard side chose not to send it
+#: (priority, budget), and the table says so, so the ground reports it instead of losing it.
+#: A lost tile has no payload either: the ground's reassembly (fool unpack) knew of it but did
+#: not receive it intact. Tiles absent from the table were entirely nodata and never coded.
+MODE_CODEC, MODE_SKIPPED, MODE_LOST = 0, 1, 2
+MODES = (MODE_CODEC, MODE_SKIPPED, MODE_LOST)
+MIN_ENTRY = 7  # bytes of the shortest entry: three one-byte varints and the CRC
 
 
 @dataclass(frozen=True)
@@ -82,56 +67,81 @@ class TileEntry:
     crc32: int
     quality: int
     flags: int = 0
+    mode: int = MODE_CODEC
+
+
+def header_record(scene: SceneHeader) -> bytes:
+    """The version-4 header as it stands at the start of a file: magic, version, length, body, CRC."""
+    body = encode_header(scene)
+    head = MAGIC + bytes([VERSION]) + varint(len(body)) + body
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def parse_header_record(buf: bytes, name: str = "container") -> tuple[SceneHeader, int]:
+    """-> (scene, bytes used) from the start of ``buf``; every failure is a ContainerError."""
+    if len(buf) < 6 or buf[:4] != MAGIC:
+        raise ContainerError(f"{name} is not a .fool container (bad magic {bytes(buf[:4])!r})")
+    if buf[4] != VERSION:
+        raise VersionError(f"{name}: header record of version {buf[4]}, expected {VERSION}")
+    n, pos = read_varint(buf, 5, f"{name}: header length", 4)
+    if n > MAX_HEADER or pos + n + 4 > len(buf):
+        raise ContainerError(f"{name} is truncated or its header length ({n}) is implausible")
+    (crc,) = struct.unpack_from("<I", buf, pos + n)
+    if zlib.crc32(buf[: pos + n]) != crc:
+        raise ChecksumError(f"{name}: header CRC mismatch (damaged file)")
+    return decode_header(bytes(buf[pos : pos + n])), pos + n + 4
 
 
 def pack_table(entries: list[TileEntry]) -> bytes:
-    """The version-3 tile table of ``entries`` (in raster order)."""
+    """The version-4 tile table of ``entries`` (in raster order)."""
     common = Counter(e.quality for e in entries).most_common(1)
     base = common[0][0] if common else 0
-    out, prev_row = bytearray(struct.pack("<H", base)), 0
+    out, prev_row = bytearray(varint(len(entries)) + struct.pack("<H", base)), 0
     for e in entries:
         own = OWN_QUALITY if e.quality != base else 0
-        out += varint(e.row - prev_row) + varint(e.col) + varint(e.length << 2 | own | e.flags & FLAG_MASK)
+        mode = OWN_MODE if e.mode != MODE_CODEC else 0
+        out += varint(e.row - prev_row) + varint(e.col) + varint(e.length << 3 | mode | own | e.flags & FLAG_MASK)
         out += struct.pack("<I", e.crc32) + (struct.pack("<H", e.quality) if own else b"")
+        out += bytes([e.mode]) if mode else b""
         prev_row = e.row
     return bytes(out)
 
 
 class ContainerWriter:
-    """Streams tiles into a temporary file; :meth:`close` publishes it atomically."""
+    """Streams tiles into a temporary file; :meth:`close` publishes it atomically.
 
-    def __init__(self, path: Path, header: dict, version: int = VERSION) -> None:
-        if version not in READABLE_VERSIONS:
-            raise ValueError(f"cannot write container version {version}")
-        self.path, self.version = Path(path), version
+    ``header`` is a :class:`SceneHeader` or a header record already encoded (the packer's
+    reassembly copies the record it received)."""
+
+    def __init__(self, path: Path, header: SceneHeader | bytes) -> None:
+        self.path = Path(path)
         self.table_bytes = 0  # set by close()
+        self.header_bytes = header if isinstance(header, bytes) else header_record(header)
         self.tmp = self.path.with_name(f".{self.path.name}.partial")
         try:
             self._fh: BinaryIO = open(self.tmp, "wb")
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
-        head = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-        self._fh.write(PREAMBLE.pack(MAGIC, version, 0, len(head)) + head + struct.pack("<I", zlib.crc32(head)))
+        self._fh.write(self.header_bytes)
         self.entries: list[TileEntry] = []
 
-    def add_tile(self, row: int, col: int, payload: bytes, quality: int, flags: int = 0) -> TileEntry:
+    def add_tile(
+        self, row: int, col: int, payload: bytes, quality: int, flags: int = 0, mode: int = MODE_CODEC
+    ) -> TileEntry:
         last = self.entries[-1] if self.entries else None
-        if self.version >= 3 and last is not None and (row, col) <= (last.row, last.col):
-            raise ValueError(f"tile ({row}, {col}) after ({last.row}, {last.col}): version 3 needs raster order")
-        entry = TileEntry(row, col, self._fh.tell(), len(payload), zlib.crc32(payload), quality, flags)
+        if last is not None and (row, col) <= (last.row, last.col):
+            raise ValueError(f"tile ({row}, {col}) after ({last.row}, {last.col}): tiles go in raster order")
+        if mode != MODE_CODEC and payload:
+            raise ValueError("a skipped or lost tile has no payload")
+        entry = TileEntry(row, col, self._fh.tell(), len(payload), zlib.crc32(payload), quality, flags, mode)
         self._fh.write(payload)
         self.entries.append(entry)
         return entry
 
     def close(self) -> int:
-        if self.version >= 3:
-            table = pack_table(self.entries)
-        else:
-            table = b"".join(
-                ENTRY_V2.pack(e.row, e.col, e.offset, e.length, e.crc32, e.quality, e.flags) for e in self.entries
-            )
-        table_offset, self.table_bytes = self._fh.tell(), len(table)
-        self._fh.write(table + FOOTER.pack(table_offset, len(self.entries), zlib.crc32(table), END_MAGIC))
+        table = pack_table(self.entries)
+        self.table_bytes = len(table)
+        self._fh.write(table + FOOTER.pack(len(table), zlib.crc32(table), END_MAGIC))
         size = self._fh.tell()
         self._fh.close()
         os.replace(self.tmp, self.path)
@@ -144,9 +154,9 @@ class ContainerWriter:
 
 
 @contextmanager
-def write_container(path: Path, header: dict, version: int = VERSION) -> Iterator[ContainerWriter]:
+def write_container(path: Path, header: SceneHeader | bytes) -> Iterator[ContainerWriter]:
     """Context manager: the output exists only if the block finished without error."""
-    writer = ContainerWriter(path, header, version)
+    writer = ContainerWriter(path, header)
     try:
         yield writer
     except BaseException:
@@ -160,13 +170,23 @@ def write_container(path: Path, header: dict, version: int = VERSION) -> Iterato
 
 
 class Container:
-    """A parsed ``.fool`` file: header, tile table, and CRC-checked access to payloads."""
+    """A parsed ``.fool`` file: scene header, tile table, and CRC-checked access to payloads."""
 
     def __init__(self, fh: BinaryIO, size: int, name: str = "container") -> None:
         self._fh, self.size, self.name = fh, size, name
-        self.version, self.header, self.payload_start = self._read_header()
-        self.tiles = self._read_table()
-        self.table_bytes = self.size - FOOTER.size - self.table_offset
+        self.version = self._read_version()
+        if self.version == 3:
+            self.scene, self.payload_start = self._read_header_v3()
+            self.table_offset, table, count = self._read_footer_v3()
+        else:
+            head = self._read(0, min(self.size, MAX_HEADER + 16))
+            self.scene, self.payload_start = parse_header_record(head, self.name)
+            self.table_offset, table, count = self._read_footer()
+        self.header_bytes = self._read(0, self.payload_start)
+        self.tiles = self._parse_table(table, count)
+        self.footer_bytes = FOOTER.size if self.version >= 4 else FOOTER_V3.size
+        self.table_bytes = self.size - self.table_offset - self.footer_bytes
+        self._check_tiles()
 
     @classmethod
     @contextmanager
@@ -177,7 +197,7 @@ class Container:
         except OSError as exc:
             raise ContainerError(f"cannot open {path}: {exc.strerror}") from exc
         with fh:
-            yield cls(fh, os.fstat(fh.fileno()).st_size, str(path))
+            yield cls(fh, os.fstat(fh.fileno()).st_size, path.name)
 
     def _read(self, offset: int, n: int) -> bytes:
         if offset < 0 or n < 0 or offset + n > self.size:
@@ -188,81 +208,117 @@ class Container:
             raise ContainerError(f"{self.name} is truncated")
         return data
 
-    def _read_header(self) -> tuple[int, dict, int]:
-        if self.size < PREAMBLE.size:
+    def _read_version(self) -> int:
+        if self.size < 6:
             raise ContainerError(f"{self.name} is not a .fool container (only {self.size} bytes)")
-        magic, version, _, head_len = PREAMBLE.unpack(self._read(0, PREAMBLE.size))
-        if magic != MAGIC:
-            raise ContainerError(f"{self.name} is not a .fool container (bad magic {magic!r})")
+        head = self._read(0, 6)
+        if head[:4] != MAGIC:
+            raise ContainerError(f"{self.name} is not a .fool container (bad magic {head[:4]!r})")
+        version = head[4]  # a u8 since version 4; versions 1-3 had a u16 whose high byte was 0
         if version not in READABLE_VERSIONS:
             raise VersionError(
                 f"{self.name} uses container version {version}; this decoder reads versions "
                 f"{', '.join(map(str, READABLE_VERSIONS))}. Use a FOOL release that supports it."
             )
+        return version
+
+    def _read_header_v3(self) -> tuple[SceneHeader, int]:
+        _, _, _, head_len = PREAMBLE_V3.unpack(self._read(0, PREAMBLE_V3.size))
         if head_len > MAX_HEADER:
             raise ContainerError(f"{self.name}: header length {head_len} is implausible")
-        head = self._read(PREAMBLE.size, head_len)
-        (crc,) = struct.unpack("<I", self._read(PREAMBLE.size + head_len, 4))
+        head = self._read(PREAMBLE_V3.size, head_len)
+        (crc,) = struct.unpack("<I", self._read(PREAMBLE_V3.size + head_len, 4))
         if zlib.crc32(head) != crc:
             raise ChecksumError(f"{self.name}: header CRC mismatch (damaged file)")
         try:
             header = json.loads(head.decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ContainerError(f"{self.name}: header is not valid JSON ({exc})") from None
-        if not isinstance(header, dict):
-            raise ContainerError(f"{self.name}: header is not a JSON object")
-        return version, header, PREAMBLE.size + head_len + 4
+        if not isinstance(header, dict) or not isinstance(header.get("scene"), dict):
+            raise ContainerError(f"{self.name}: header has no scene description")
+        return SceneHeader.from_dict(header["scene"]), PREAMBLE_V3.size + head_len + 4
 
-    def _read_table(self) -> list[TileEntry]:
+    def _read_footer(self) -> tuple[int, bytes, int]:
         if self.size < self.payload_start + FOOTER.size:
             raise ContainerError(f"{self.name} is truncated (no tile table)")
-        table_offset, count, crc, end = FOOTER.unpack(self._read(self.size - FOOTER.size, FOOTER.size))
+        length, crc, end = FOOTER.unpack(self._read(self.size - FOOTER.size, FOOTER.size))
         if end != END_MAGIC:
             raise ContainerError(f"{self.name} is truncated or damaged (no end marker)")
-        self.table_offset, table_end = table_offset, self.size - FOOTER.size
-        if self.version < 3:
-            if table_offset < self.payload_start or table_offset + count * ENTRY_V2.size != table_end:
-                raise ContainerError(f"{self.name}: tile table position is inconsistent with the file size")
-        elif not self.payload_start <= table_offset <= table_end - 2 - count * MIN_ENTRY:
+        table_offset = self.size - FOOTER.size - length
+        if table_offset < self.payload_start:
+            raise ContainerError(f"{self.name}: tile table position is inconsistent with the file size")
+        table = self._read(table_offset, length)
+        if zlib.crc32(table) != crc:
+            raise ChecksumError(f"{self.name}: tile table CRC mismatch (damaged file)")
+        count, pos = read_varint(table, 0, f"{self.name}: tile count", 5)
+        return table_offset, table[pos:], count
+
+    def _read_footer_v3(self) -> tuple[int, bytes, int]:
+        if self.size < self.payload_start + FOOTER_V3.size:
+            raise ContainerError(f"{self.name} is truncated (no tile table)")
+        table_offset, count, crc, end = FOOTER_V3.unpack(self._read(self.size - FOOTER_V3.size, FOOTER_V3.size))
+        if end != END_MAGIC:
+            raise ContainerError(f"{self.name} is truncated or damaged (no end marker)")
+        table_end = self.size - FOOTER_V3.size
+        if not self.payload_start <= table_offset <= table_end - 2:
             raise ContainerError(f"{self.name}: tile table position is inconsistent with the file size")
         table = self._read(table_offset, table_end - table_offset)
         if zlib.crc32(table) != crc:
             raise ChecksumError(f"{self.name}: tile table CRC mismatch (damaged file)")
-        if self.version < 3:
-            entries = [TileEntry(*ENTRY_V2.unpack_from(table, i * ENTRY_V2.size)) for i in range(count)]
-        else:
-            entries = self._parse_table(table, count)
-            offset = self.payload_start + sum(e.length for e in entries)
-            if offset != table_offset:
-                raise ContainerError(
-                    f"{self.name}: tile lengths add up to {offset - self.payload_start} bytes, the payload area "
-                    f"holds {table_offset - self.payload_start}: tiles would point outside it"
-                )
-        for e in entries:
-            if e.offset < self.payload_start or e.offset + e.length > table_offset:
-                raise ContainerError(f"{self.name}: tile ({e.row}, {e.col}) points outside the payload area")
-        return entries
+        return table_offset, table, count
 
     def _parse_table(self, table: bytes, count: int) -> list[TileEntry]:
-        (base,) = struct.unpack_from("<H", table, 0)
-        entries, pos, row, offset = [], 2, 0, self.payload_start
         what = f"{self.name}: tile table entry"
+        if len(table) < 2 or count * MIN_ENTRY > len(table) - 2:
+            raise ContainerError(f"{self.name}: tile table is too short for its {count} tiles")
+        (base,) = struct.unpack_from("<H", table, 0)
+        shift = 3 if self.version >= 4 else 2
+        entries, pos, row, offset = [], 2, 0, self.payload_start
         for _ in range(count):
-            step, pos = read_varint(table, pos, what)
-            col, pos = read_varint(table, pos, what)
-            packed, pos = read_varint(table, pos, what)
-            own = packed & OWN_QUALITY
-            if pos + 4 + (2 if own else 0) > len(table):
+            step, pos = read_varint(table, pos, what, 5)
+            col, pos = read_varint(table, pos, what, 5)
+            packed, pos = read_varint(table, pos, what, 6)
+            own, has_mode = packed & OWN_QUALITY, shift == 3 and packed & OWN_MODE
+            extra = 4 + (2 if own else 0) + (1 if has_mode else 0)
+            if pos + extra > len(table):
                 raise ContainerError(f"{what} runs past the end of the table")
             (crc32,) = struct.unpack_from("<I", table, pos)
             quality = struct.unpack_from("<H", table, pos + 4)[0] if own else base
-            pos += 6 if own else 4
+            mode = table[pos + extra - 1] if has_mode else MODE_CODEC
+            if mode not in MODES:
+                raise ContainerError(f"{what}: unknown tile mode {mode}")
+            pos += extra
             row += step
-            entries.append(TileEntry(row, col, offset, packed >> 2, crc32, quality, packed & FLAG_MASK))
-            offset += packed >> 2
+            length = packed >> shift
+            entries.append(TileEntry(row, col, offset, length, crc32, quality, packed & FLAG_MASK, mode))
+            offset += length
         if pos != len(table):
             raise ContainerError(f"{self.name}: tile table holds {len(table) - pos} bytes after its {count} entries")
+        if offset != self.table_offset:
+            raise ContainerError(
+                f"{self.name}: tile lengths add up to {offset - self.payload_start} bytes, the payload area "
+                f"holds {self.table_offset - self.payload_start}: tiles would point outside it"
+            )
         return entries
+
+    def _check_tiles(self) -> None:
+        """Every entry inside the scene's tile grid, once; skipped tiles without payload."""
+        grid, seen = self.scene.grid, set()
+        for e in self.tiles:
+            if not (0 <= e.row < grid.rows and 0 <= e.col < grid.cols):
+                raise ContainerError(
+                    f"{self.name}: tile ({e.row}, {e.col}) is outside the {grid.rows}x{grid.cols} grid"
+                )
+            if (e.row, e.col) in seen:
+                raise ContainerError(f"{self.name}: tile ({e.row}, {e.col}) appears twice")
+            if e.mode != MODE_CODEC and e.length:
+                raise ContainerError(f"{self.name}: skipped or lost tile ({e.row}, {e.col}) has a payload")
+            seen.add((e.row, e.col))
+
+    @property
+    def coded_tiles(self) -> list[TileEntry]:
+        """The tiles with a payload (neither skipped on board nor lost on the way)."""
+        return [e for e in self.tiles if e.mode == MODE_CODEC]
 
     def payload(self, entry: TileEntry) -> bytes:
         data = self._read(entry.offset, entry.length)

@@ -75,46 +75,6 @@ def hyper_params(z_hat: np.ndarray, layers: list[IntConv]) -> tuple[np.ndarray, 
     raise ValueError("integer hyper-synthesis has no layers")
 
 
-#: Anchors are clipped to this magnitude before the context convolution, so its integer sums
-#: stay below 2**53 (exact) even for hostile payloads that decode to huge escape symbols.
-CONTEXT_LIMIT = 2.0**16
-
-
-def anchor_mask(h: int, w: int) -> np.ndarray:
-    """True where (row + col) is even: the checkerboard half of a latent coded first."""
-    return (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0
-
-
-#: The 3x3 taps that can see an anchor from a non-anchor position (up, left, right, down);
-#: the centre and the diagonals are always non-anchors, zero in the input, so skipping them
-#: leaves every sum unchanged and saves 5/9 of the work on board.
-_CROSS = ((0, 1), (1, 0), (1, 2), (2, 1))
-
-
-def cross_taps(layer: IntConv) -> IntConv:
-    """The 3x3 context layer reduced to the :data:`_CROSS` taps, once when a model is loaded."""
-    c = layer.weight.shape[1] // 9
-    rows, cols = [t[0] for t in _CROSS], [t[1] for t in _CROSS]
-    weight = layer.weight.reshape(-1, c, 3, 3)[:, :, rows, cols].reshape(-1, c * len(_CROSS))
-    return IntConv(np.ascontiguousarray(weight), layer.bias, layer.shift, layer.relu, layer.shuffle)
-
-
-def context_params(anchors: np.ndarray, layer: IntConv, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Checkerboard context: (scale, mean) corrections, each (M, n), at the ``n`` non-anchor
-    positions where the boolean (h, w) mask ``at`` is set, from the decoded anchors (M, h, w;
-    zero elsewhere) and the :func:`cross_taps` layer. Input is the anchors and their magnitudes
-    on the fixed-point grid, as in ``shared.nn.layers.CheckerboardContext``; the sum is exact
-    and the rescale a power of two."""
-    a = np.rint(np.clip(np.asarray(anchors, dtype=np.float64), -CONTEXT_LIMIT, CONTEXT_LIMIT) * 2.0**FRAC_BITS)
-    a = np.pad(np.concatenate([a, np.abs(a)]), ((0, 0), (1, 1), (1, 1)))
-    rows, cols = np.nonzero(at)
-    taps = np.stack([a[:, rows + dy, cols + dx] for dy, dx in _CROSS], axis=-1)  # (2M, n, 4)
-    taps = taps.transpose(1, 0, 2).reshape(rows.size, -1)
-    out = (taps @ layer.weight.T + layer.bias) * np.exp2(-(layer.shift + FRAC_BITS))
-    d_scales, d_means = np.split(out.T, 2)
-    return d_scales, d_means
-
-
 def snap(values: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Round final-layer outputs back onto their fixed-point grid (per-channel ``shift``).
 

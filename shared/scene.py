@@ -1,21 +1,20 @@
 """The scene header carried in a container, and the per-tile payload layout.
 
 Both sides build and read it here; the ground validates every field before using it,
-because a container is untrusted input.
+because a container is untrusted input. Its binary form is in :mod:`fool.shared.header`.
 """
 
 from __future__ import annotations
 
 import math
-import struct
 import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from fool.shared.bands import SUPPORTED_DTYPES, BandRange
 from fool.shared.errors import ContainerError
-from fool.shared.format import read_varint, varint
 from fool.shared.geometry import ALIGN, TileGrid
+from fool.shared.varint import read_varint, varint
 
 #: GDAL block cache for tiling and decoding (GDAL's default, 5 % of RAM, grows with the scene;
 #: one row of tiles is all either side revisits).
@@ -37,7 +36,7 @@ class SceneHeader:
     groups: list[list[int]]
     nodata: float | None
     mask: str
-    crs_wkt: str | None
+    crs: str | None  # "EPSG:<code>" when that code is the source CRS exactly, else WKT
     transform: list[float]
     descriptions: list[str | None]
     colorinterp: list[str]
@@ -50,6 +49,19 @@ class SceneHeader:
     @property
     def count(self) -> int:
         return len(self.ranges)
+
+    @property
+    def crs_wkt(self) -> str | None:
+        """The CRS as WKT (an EPSG code is expanded by rasterio)."""
+        if not self.crs or not self.crs.startswith("EPSG:"):
+            return self.crs
+        from rasterio.crs import CRS
+
+        return CRS.from_user_input(self.crs).to_wkt()
+
+    def model_matches(self, sha256: str) -> bool:
+        """Whether the installed weights (full SHA-256) are the ones this scene names (a prefix in v4)."""
+        return len(self.model_sha256) >= 16 and sha256.startswith(self.model_sha256)
 
     @property
     def grid(self) -> TileGrid:
@@ -69,6 +81,8 @@ class SceneHeader:
     def from_dict(cls, d: dict) -> SceneHeader:
         """Validate an untrusted header; every failure is a ContainerError."""
         try:
+            if "crs_wkt" in d and "crs" not in d:  # version 3 (JSON) names it so
+                d = {**d, "crs": d["crs_wkt"]}
             h = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k != "halo"}, halo=d.get("halo", 0))
             if h.nodata == "nan":
                 h = cls(**(h.__dict__ | {"nodata": float("nan")}))
@@ -94,6 +108,11 @@ class SceneHeader:
                 and (h.nodata is None or isinstance(h.nodata, int | float))
                 and isinstance(h.model_name, str)
                 and isinstance(h.model_sha256, str)
+                and len(h.model_sha256) in (16, 64)
+                and all(c in "0123456789abcdef" for c in h.model_sha256)
+                and (h.crs is None or isinstance(h.crs, str))
+                and all(isinstance(c, str) for c in h.colorinterp)
+                and all(b is None or (isinstance(b, int) and 1 <= b <= 64) for b in h.bits)
                 and isinstance(h.halo, int)
                 and 0 <= h.halo <= MAX_HALO
                 and h.halo % ALIGN == 0
@@ -105,57 +124,28 @@ class SceneHeader:
         return h
 
 
-def pack_tile(streams: list[bytes], valid: np.ndarray | None, version: int) -> bytes:
-    """A tile payload: the optional lossless validity mask, then the entropy-coded latents.
-
-    Version 3 holds one stream for the whole tile and a LEB128 mask length (the stream takes
-    the rest); versions 1-2 held one u32-length-prefixed payload per band group.
-    """
-    parts = []
-    if valid is not None:
-        mask = zlib.compress(np.packbits(valid.astype(bool)).tobytes(), 9)
-        parts.append((varint(len(mask)) if version >= 3 else struct.pack("<I", len(mask))) + mask)
-    if version >= 3:
-        if len(streams) != 1:
-            raise ValueError("a version-3 tile holds exactly one stream")
-        return b"".join(parts) + streams[0]
-    return b"".join(parts + [struct.pack("<I", len(p)) + p for p in streams])
+def pack_tile(stream: bytes, valid: np.ndarray | None) -> bytes:
+    """A tile payload: the optional lossless validity mask (LEB128 length, zlib of the packed
+    bits), then the tile's one entropy-coded stream, which takes the rest."""
+    if valid is None:
+        return stream
+    mask = zlib.compress(np.packbits(valid.astype(bool)).tobytes(), 9)
+    return varint(len(mask)) + mask + stream
 
 
-def unpack_tile(payload: bytes, groups: int, has_mask: bool, shape: tuple[int, int], version: int):
-    """-> (streams, validity mask or None): one stream per band group (versions 1-2) or one for the
-    tile (version 3). Sizes are checked, not trusted."""
-    pos, mask = 0, None
-
-    def take() -> bytes:
-        nonlocal pos
-        if version >= 3:
-            n, pos = read_varint(payload, pos, "tile mask length")
-            if pos + n > len(payload):
-                raise ContainerError("tile payload declares more bytes than it holds")
-            pos += n
-            return payload[pos - n : pos]
-        if pos + 4 > len(payload):
-            raise ContainerError("tile payload is truncated")
-        (n,) = struct.unpack_from("<I", payload, pos)
-        if pos + 4 + n > len(payload):
-            raise ContainerError("tile payload declares more bytes than it holds")
-        pos += 4 + n
-        return payload[pos - n : pos]
-
-    if has_mask:
-        expected = (shape[0] * shape[1] + 7) // 8
-        d = zlib.decompressobj()
-        try:
-            raw = d.decompress(take(), expected + 1)
-        except zlib.error as exc:
-            raise ContainerError(f"tile mask is corrupt ({exc})") from None
-        if len(raw) != expected:
-            raise ContainerError("tile mask has the wrong size")
-        mask = np.unpackbits(np.frombuffer(raw, np.uint8))[: shape[0] * shape[1]].reshape(shape).astype(bool)
-    if version >= 3:
-        return [payload[pos:]], mask
-    parts = [take() for _ in range(groups)]
-    if pos != len(payload):
-        raise ContainerError("tile payload has trailing bytes")
-    return parts, mask
+def unpack_tile(payload: bytes, has_mask: bool, shape: tuple[int, int]) -> tuple[bytes, np.ndarray | None]:
+    """-> (the tile's stream, validity mask or None). Sizes are checked, not trusted."""
+    if not has_mask:
+        return payload, None
+    n, pos = read_varint(payload, 0, "tile mask length", 5)
+    if pos + n > len(payload):
+        raise ContainerError("tile payload declares more bytes than it holds")
+    expected = (shape[0] * shape[1] + 7) // 8
+    try:
+        raw = zlib.decompressobj().decompress(payload[pos : pos + n], expected + 1)
+    except zlib.error as exc:
+        raise ContainerError(f"tile mask is corrupt ({exc})") from None
+    if len(raw) != expected:
+        raise ContainerError("tile mask has the wrong size")
+    mask = np.unpackbits(np.frombuffer(raw, np.uint8))[: shape[0] * shape[1]].reshape(shape).astype(bool)
+    return payload[pos + n :], mask

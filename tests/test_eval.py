@@ -17,10 +17,19 @@ def test_eval_reports_curves_and_lossless_reference(scenes):
         log=lambda *_: None,
     )
     assert s["images"] == 2 and set(s["curves"]) == {"fool-m", "jpeg2000"}
-    bpp, psnr = s["curves"]["fool-m"]["bpp"], s["curves"]["fool-m"]["psnr"]
-    assert bpp == sorted(bpp) and psnr == sorted(psnr)  # more bits, more quality
+    for image in {p["image"] for p in s["points"]}:  # per image, in quality order: more bits, more quality
+        ours = sorted(
+            (p["setting"], p["bpp"], p["psnr"]) for p in s["points"] if p["codec"] == "fool-m" and p["image"] == image
+        )
+        assert [b for _, b, _ in ours] == sorted(b for _, b, _ in ours)
+        assert [q for _, _, q in ours] == sorted(q for _, _, q in ours)
+        assert all(p["bpp"] > p["payload_bpp"] for p in s["points"] if p["codec"] == "fool-m")  # whole files
+    bpp = s["curves"]["fool-m"]["bpp"]
     assert s["lossless"]["ccsds121"]["bpp"] > max(bpp)  # lossy must be cheaper than lossless
-    assert s["bd_rate"]["fool-m vs jpeg2000"]["psnr"] is not None
+    bd = s["bd_rate"]["fool-m vs jpeg2000"]
+    assert -90 < bd["psnr"] < 300 and bd["psnr_payload_only"] < bd["psnr"]  # the header and table cost bits
+    pi = s["per_image"]["fool-m vs jpeg2000"]
+    assert pi["images"] == 2 and pi["measured"] >= 1 and pi["worst"] >= pi["median"]
     lossless = [p for p in s["points"] if p["codec"] == "ccsds121"]
     assert len(lossless) == 2 and all(p["psnr"] is None for p in lossless)
 
@@ -49,3 +58,36 @@ def test_eval_defaults_to_the_models_compress_picks(scenes):
     assert default_models([scenes["pan_uint16_11bit"]]) == [zoo.model_for("uint16")]
     both = default_models([scenes["rgb_uint8"], scenes["pan_uint16_11bit"]])
     assert both == sorted({zoo.DEFAULT_MODEL, zoo.model_for("uint16")})
+
+
+def test_bd_rate_known_answers():
+    """A curve against itself with every rate x0.8 is -20 %; x1.25 is +25 %; itself is 0."""
+    import numpy as np
+
+    from fool.evaluate import bd_rate
+
+    rate = np.array([0.1, 0.2, 0.4, 0.8, 1.6])
+    dist = np.array([26.0, 29.0, 32.5, 35.0, 38.5])
+    assert abs(bd_rate(rate, dist, rate * 0.8, dist) + 20.0) < 1e-9
+    assert abs(bd_rate(rate, dist, rate * 1.25, dist) - 25.0) < 1e-9
+    assert abs(bd_rate(rate, dist, rate, dist)) < 1e-12
+    # only the overlap counts: B is A x0.5 there (a point beyond bends the last interval a little)
+    assert abs(bd_rate(rate, dist, np.append(rate * 0.5, 50.0), np.append(dist, 60.0)) + 50.0) < 1.0
+    assert bd_rate(rate, dist, rate, dist + 100) is None  # no overlap: no number
+
+
+def test_matched_psnr_and_per_image_known_answers():
+    from fool.evaluate import Point, matched_psnr, per_image_bd
+
+    def pts(codec, image, curve):
+        return [Point(codec, float(i + 1), image, b, q, None, 0.0, 0.0, 1) for i, (b, q) in enumerate(curve)]
+
+    ref = [(0.1, 30.0), (0.2, 32.0), (0.4, 34.0), (0.8, 36.0)]
+    points = pts("ref", "a", ref) + pts("ref", "b", ref)
+    points += pts("ours", "a", [(0.2, 33.0), (0.4, 35.0)])  # +1 dB at the same rate
+    points += pts("ours", "b", [(b * 2, q) for b, q in ref])  # twice the bits
+    m = matched_psnr(points, "ref", "ours", 1.0)
+    assert m["images"] == 2 and abs(m["delta_psnr_db"] - (1.0 + -2.0) / 2) < 1e-9  # a: +1 dB, b: 0.4 bpp -> 34 vs 32
+    pi = per_image_bd(points, "ref", "ours")
+    assert pi["measured"] == 2 and pi["wins"] == 1 and abs(pi["worst"] - 100.0) < 1e-9
+    assert pi["worst_image"] == "b" and pi["per_image"][0]["image"] == "b"

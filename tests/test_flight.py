@@ -95,11 +95,11 @@ def _symbol_mismatches(analysis, codec, code, x, monkeypatch, ulp_noise: bool) -
     bad = 0
     for i in range(len(x)):
         _, y_sym, _ = codec.quantise(y[i], z[i], code)
-        payload = codec.encode(y[i], z[i], code)
+        payload = codec.encode_tile([(y[i], z[i])], code)
         # the ground derives symbols with numpy only; torch's thread count (set to 1 here,
         # 2 for the torch encoder) reaches the synthesis, never the entropy decoding
         torch.set_num_threads(1 + (i % 2))
-        bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
+        bad += not np.array_equal(codec.decode_tile_symbols(payload, 1, y.shape[2:], code)[0][0], y_sym)
         if ulp_noise and i % 4 == 0:  # ±1 ulp noise on a quarter of the tiles
             for sign in (1.0, -1.0):
 
@@ -108,7 +108,7 @@ def _symbol_mismatches(analysis, codec, code, x, monkeypatch, ulp_noise: bool) -
                     return np.nextafter(a, s * np.inf), np.nextafter(b, -s * np.inf)
 
                 monkeypatch.setattr(intnet, "hyper_params", noisy)
-                bad += not np.array_equal(codec.decode_symbols(payload, y.shape[2:], code)[0], y_sym)
+                bad += not np.array_equal(codec.decode_tile_symbols(payload, 1, y.shape[2:], code)[0][0], y_sym)
                 monkeypatch.setattr(intnet, "hyper_params", real)
     torch.set_num_threads(2)
     return bad

@@ -22,7 +22,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 
 def _drop_tiles(src: Path, dst: Path, lost: set[tuple[int, int]]) -> None:
     """A copy of a container without some tiles: what the ground holds after packets were lost."""
-    with Container.open(src) as c, write_container(dst, c.header) as out:
+    with Container.open(src) as c, write_container(dst, c.header_bytes) as out:
         for e in c.tiles:
             if (e.row, e.col) not in lost:
                 out.add_tile(e.row, e.col, c.payload(e), e.quality, e.flags)
@@ -83,7 +83,7 @@ def test_hostile_halo_in_header_is_refused(grid_scene, tmp_path, halo):
     fool = tmp_path / "x.fool"
     compress_scene(grid_scene, fool, tile_size=64)
     with Container.open(fool) as c:
-        scene = dict(c.header["scene"])
+        scene = c.scene.to_dict()
     SceneHeader.from_dict({k: v for k, v in scene.items() if k != "halo"})  # pre-halo containers still read
     with pytest.raises(ContainerError):
         SceneHeader.from_dict(scene | {"halo": halo})
@@ -99,7 +99,7 @@ def test_deep_bands_use_their_scene_range(tmp_path):
         fool, out = tmp_path / f"{mode}.fool", tmp_path / f"{mode}.tif"
         compress_scene(src, fool, value_range=mode)
         with Container.open(fool) as c:
-            assert c.header["scene"]["ranges"] == [expected] and c.header["scene"]["bits"] == [11]
+            assert c.scene.ranges == [expected] and c.scene.bits == [11]
         decode_container(fool, out)
         with rasterio.open(out) as ds:
             rec = ds.read()

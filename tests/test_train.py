@@ -46,24 +46,19 @@ def test_train_resume_and_lineage(images, tmp_path):
 
 
 def test_grow_a_plain_model_keeps_its_output(images, tmp_path):
-    """--dec-blocks / --context on an --init model: new parts start as the identity, so the
-    grown model decodes exactly what the plain one did before its first step."""
+    """--dec-blocks on an --init model: new blocks start as the identity, so the grown model
+    decodes exactly what the plain one did before its first step."""
     from fool.shared.nn.codec import FoolCodec
 
     plain = TrainOptions(data=[images], out=tmp_path / "plain", steps=1, batch=2, crop=64)
     ckpt = train(plain, log=lambda *_: None)
-    grown = TrainOptions(
-        data=[images], out=tmp_path / "grown", steps=0, batch=2, crop=64, init=ckpt, dec_blocks=1, context=True
-    )
+    grown = TrainOptions(data=[images], out=tmp_path / "grown", steps=0, batch=2, crop=64, init=ckpt, dec_blocks=1)
     train(grown, log=lambda *_: None)
     a, b = FoolCodec.load(ckpt), FoolCodec.load(tmp_path / "grown" / "checkpoint.pt")
-    assert b.config.dec_blocks == 1 and b.config.context and a.config.dec_blocks == 0
+    assert b.config.dec_blocks == 1 and a.config.dec_blocks == 0
     y = torch.randn(1, a.config.m, 4, 4)
     with torch.no_grad():
         assert torch.equal(a.synthesise(y), b.synthesise(y))
-        s, m = torch.rand(1, a.config.m, 4, 4), torch.randn(1, a.config.m, 4, 4)
-        s2, m2 = b.context_params(y, s, m)
-        assert torch.equal(s2, s) and torch.equal(m2, m)
     grown.steps, grown.out = 1, tmp_path / "grown2"
     train(grown, log=lambda *_: None)  # and it trains
     back = TrainOptions(data=[images], out=tmp_path / "shallow", steps=0, crop=64, init=ckpt, dec_blocks=0)
@@ -150,3 +145,25 @@ def test_sigterm_stops_a_run_with_a_checkpoint(images, tmp_path):
     assert proc.returncode == 0, stderr
     assert "stopped on SIGTERM at step" in stdout and "Traceback" not in stderr
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] > 0
+
+
+def test_checkerboard_context_checkpoints_are_refused(images, tmp_path):
+    """The checkerboard context is gone: neither --init nor a resume accepts weights trained with
+    it (their config says ``context: true``), and ``fool train`` has no --context any more."""
+    from click.testing import CliRunner
+    from fool.shared.zoo import find
+
+    from fool.cli.train import train as train_cli
+
+    state = torch.load(find("fool-m").weights, weights_only=False)
+    ctx = tmp_path / "ctx.pt"
+    torch.save(state | {"config": state["config"] | {"context": True}}, ctx)
+    init = TrainOptions(data=[images], out=tmp_path / "init", steps=0, crop=64, init=ctx)
+    with pytest.raises(ModelError, match="checkerboard context"):
+        train(init, log=lambda *_: None)
+    (tmp_path / "resume").mkdir()
+    torch.save(state | {"config": state["config"] | {"context": True}}, tmp_path / "resume" / "checkpoint.pt")
+    with pytest.raises(ModelError, match="checkerboard context"):
+        train(TrainOptions(data=[images], out=tmp_path / "resume", steps=0, crop=64), log=lambda *_: None)
+    result = CliRunner().invoke(train_cli, [str(images), "-o", str(tmp_path / "cli"), "--context"])
+    assert result.exit_code == 2 and "No such option '--context'" in result.output

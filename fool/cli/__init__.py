@@ -9,7 +9,22 @@ from __future__ import annotations
 
 import click
 
-from fool.cli import compress, decode, demo, evaluate, export_onnx, info, plot_log, release, train
+from fool.cli import (
+    compress,
+    decode,
+    demo,
+    evaluate,
+    export_onnx,
+    info,
+    link_sim,
+    pack,
+    plan,
+    plot_log,
+    release,
+    report,
+    train,
+    unpack,
+)
 from fool.shared.errors import FoolError
 
 
@@ -47,6 +62,11 @@ for _command in (
     release.release,
     export_onnx.export_onnx,
     plot_log.plot_log,
+    plan.plan,
+    report.report,
+    pack.pack,
+    unpack.unpack,
+    link_sim.link_sim,
 ):
     main.add_command(_command)
 

@@ -8,6 +8,7 @@ import click
 
 from fool.cli.options import band_list, progress
 from fool.shared.geometry import DEFAULT_TILE
+from fool.shared.zoo import DEFAULT_QUALITY
 
 
 @click.command()
@@ -18,7 +19,7 @@ from fool.shared.geometry import DEFAULT_TILE
     "--quality",
     type=float,
     default=None,
-    help="Rate on a 1 (fewest bits) .. 8 (best) scale; fractions allowed. [default: see `fool info`/README]",
+    help=f"Rate on a 1 (fewest bits) .. 8 (best) scale; fractions allowed. [default: {DEFAULT_QUALITY:g}]",
 )
 @click.option(
     "--model", default=None, help="Shipped model name. [default: fool-m16 for >8-bit integer scenes, else fool-m]"
@@ -44,12 +45,20 @@ from fool.shared.geometry import DEFAULT_TILE
     show_default=True,
     help="Map >8-bit bands from their scanned min/max, or from their full bit depth.",
 )
+@click.option("--budget", type=int, help="Fit the whole container into this many bytes (rate control per tile).")
+@click.option("--bpp", type=float, help="Fit the whole container into this many bits per pixel (all bands).")
 @click.option(
-    "--container-version",
-    type=click.IntRange(2, 3),
-    default=3,
-    show_default=True,
-    help="Write container version 2 for ground decoders older than version 3 (more framing bytes).",
+    "--roi",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="GeoJSON region of interest: its tiles first; the rest at the lowest quality (see --roi-outside).",
+)
+@click.option(
+    "--roi-crs", type=click.Choice(["lonlat", "scene"]), default="lonlat", show_default=True, help="CRS of --roi."
+)
+@click.option("--roi-outside", type=click.Choice(["lowest", "skip"]), default="lowest", show_default=True)
+@click.option("--flat", type=click.Choice(["lowest", "skip"]), help="Near-constant tiles: lowest quality, or not sent.")
+@click.option(
+    "--cloudy", type=click.Choice(["lowest", "skip"]), help="Bright (cloud-test) tiles: lowest quality, or not sent."
 )
 def compress(
     src,
@@ -64,30 +73,39 @@ def compress(
     threads,
     halo,
     value_range,
-    container_version,
+    budget,
+    bpp,
+    roi,
+    roi_crs,
+    roi_outside,
+    flat,
+    cloudy,
 ) -> None:
     """Compress a GeoTIFF/JPEG 2000 scene into a .fool container."""
-    from fool.onboard.compress import compress_scene
-    from fool.shared import zoo
+    from fool.onboard.compress import CompressOptions, compress_scene
 
     output = output or src.with_suffix(".fool")
-    r = compress_scene(
-        src,
-        output,
-        model,
-        quality or zoo.DEFAULT_QUALITY,
-        tile_size,
-        band_list(bands),
-        band_groups,
-        runtime,
-        flight_dir,
-        threads,
-        progress("compress"),
+    opts = CompressOptions(
+        model=model,
+        quality=DEFAULT_QUALITY if quality is None else quality,
+        tile_size=tile_size,
+        bands=band_list(bands),
+        band_groups=band_groups,
+        runtime=runtime,
+        flight_dir=flight_dir,
+        threads=threads,
         halo=halo,
         value_range=value_range,
-        container_version=container_version,
+        budget=budget,
+        bpp=bpp,
+        roi=roi,
+        roi_crs=roi_crs,
+        roi_outside=roi_outside,
+        flat=flat,
+        cloudy=cloudy,
     )
+    r = compress_scene(src, output, opts, progress("compress"))
     click.echo(
         f"{output}: {r.bytes} bytes, {r.bpp:.3f} bpp ({r.bpp / r.bands:.3f} per band), "
-        f"{r.tiles_coded} tiles coded, {r.tiles_skipped} empty, {r.megapixels_per_second:.2f} MP/s"
+        f"{r.tiles_coded} tiles coded, {r.tiles_skipped} not sent, {r.megapixels_per_second:.2f} MP/s"
     )

@@ -1,4 +1,9 @@
-"""`fool decode`: a .fool container -> a GeoTIFF (the ground side)."""
+"""`fool decode`: .fool containers -> GeoTIFFs, features, quicklooks, STAC Items (the ground side).
+
+Two forms share the command. One container and ``-o FILE.tif`` (or no ``-o``) decodes that
+scene in this process, as it always has. Several inputs, a folder, a glob, or ``-o FOLDER``
+run a batch (:mod:`fool.ground.batch`) on a local process pool or a Dask cluster.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,97 @@ from pathlib import Path
 import click
 
 from fool.cli.options import progress
+from fool.shared.errors import InputError
+
+KINDS = ("image", "features", "both")
+BATCH_ONLY = ("output", "workers", "scheduler", "cog", "quicklook", "stac")
 
 
-@click.command()
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="GeoTIFF to write [default: SRC.decoded.tif].")
-@click.option("--threads", type=int, help="Intra-op threads of the synthesis.")
-@click.option("--skip-damaged", is_flag=True, help="Leave tiles that fail their CRC empty instead of stopping.")
-def decode(src, output, threads, skip_damaged) -> None:
-    """Decode a .fool container into a GeoTIFF with the source's georeferencing."""
+class DecodeCommand(click.Command):
+    """Bad usage exits 1 (click's default is 2, which here means "some scenes failed")."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            exc.exit_code = 1
+            raise
+
+
+EPILOG = """\b
+Exit codes:
+  0  every scene decoded
+  1  bad usage, or every scene failed
+  2  some scenes failed, the others were written
+  3  partial: every scene written, but tiles missing or damaged (left as nodata)
+
+\b
+Batch outputs in OUT: <stem>.tif (image), <stem>.features/ (latents), <stem>.png
+(--quicklook), <stem>.item.json (--stac), <stem>.done.json (resume record) and
+summary.json. A re-run skips scenes already done; a changed container is redone."""
+
+
+@click.command(cls=DecodeCommand, epilog=EPILOG)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "out",
+    type=click.Path(path_type=Path),
+    help="Folder for a batch, or FILE.tif for one scene [SRC.decoded.tif].",
+)
+@click.option("--output", "kind", metavar="image|features|both", help="What a batch writes per scene [image].")
+@click.option("--workers", type=click.IntRange(min=1), help="Local worker processes [one per core].")
+@click.option("--scheduler", metavar="ADDRESS", help="Run on this Dask scheduler (tcp://host:8786) instead.")
+@click.option("--cog", is_flag=True, help="Write Cloud-Optimised GeoTIFFs with overviews.")
+@click.option("--quicklook", is_flag=True, help="Write a PNG quicklook per scene, missing/damaged tiles marked.")
+@click.option("--stac", is_flag=True, help="Write a STAC Item per scene.")
+@click.option("--strict", is_flag=True, help="A damaged tile fails its scene instead of being left as nodata.")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch threads per scene [batch: 1].")
+@click.option("--skip-damaged", is_flag=True, help="One scene: leave damaged tiles empty (exit 3) instead of failing.")
+def decode(inputs, out, kind, workers, scheduler, cog, quicklook, stac, strict, threads, skip_damaged) -> None:
+    """Decode .fool containers into GeoTIFFs with the source's georeferencing.
+
+    INPUTS are .fool files, folders (searched recursively for *.fool) or globs.
+    """
+    if kind is not None and kind not in KINDS:
+        if out is not None:
+            raise InputError(f"--output must be one of {', '.join(KINDS)}, got {kind!r}")
+        out, kind = Path(kind), None  # the old spelling `--output FILE.tif`
+    given = dict(output=kind, workers=workers, scheduler=scheduler, cog=cog, quicklook=quicklook, stac=stac)
+    if _single_scene(inputs, out):
+        batch_options = [f"--{name}" for name in BATCH_ONLY if given[name]]
+        if batch_options:
+            raise InputError(f"{', '.join(batch_options)} need a batch: give -o FOLDER")
+        _decode_one(Path(inputs[0]), out, threads, skip_damaged and not strict)
+        return
+    if out is None:
+        raise InputError("a batch needs -o FOLDER")
+    _decode_batch(inputs, out, given | {"strict": strict, "threads": threads})
+
+
+def _single_scene(inputs: tuple[str, ...], out: Path | None) -> bool:
+    """One existing file and an output that is not a folder (no -o, or -o with a file suffix)."""
+    if len(inputs) != 1 or not Path(inputs[0]).is_file():
+        return False
+    return out is None or (not out.is_dir() and out.suffix != "")
+
+
+def _decode_one(src: Path, out: Path | None, threads: int | None, skip_damaged: bool) -> None:
     from fool.ground.decode import decode_container
 
-    output = output or src.with_suffix(".decoded.tif")  # never the source scene's own name
-    r = decode_container(src, output, threads, skip_damaged, progress("decode"))
-    click.echo(f"{output}: {r.tiles} tiles in {r.seconds:.2f} s")
+    out = out or src.with_suffix(".decoded.tif")  # never the source scene's own name
+    r = decode_container(src, out, threads, skip_damaged, progress("decode"))
+    click.echo(f"{out}: {r.tiles} tiles in {r.seconds:.2f} s")
     if r.failed:
         click.echo(f"warning: {len(r.failed)} damaged tiles left empty: {r.failed}", err=True)
         raise SystemExit(3)
+
+
+def _decode_batch(inputs: tuple[str, ...], out: Path, given: dict) -> None:
+    from fool.ground.batch import BatchOptions, format_summary, run_batch
+
+    fields = {k: v for k, v in given.items() if v is not None}
+    summary = run_batch(inputs, out, BatchOptions(**fields))
+    click.echo(format_summary(summary))
+    if summary.exit_code:
+        raise SystemExit(summary.exit_code)

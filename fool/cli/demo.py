@@ -18,7 +18,8 @@ def demo(scene, quality, model, runtime, workdir) -> None:
     from fool.demo import run_demo
     from fool.shared import zoo
 
-    r = run_demo(scene, quality or zoo.DEFAULT_QUALITY, model or zoo.DEFAULT_MODEL, workdir, runtime)
+    q = zoo.DEFAULT_QUALITY if quality is None else quality
+    r = run_demo(scene, q, model or zoo.DEFAULT_MODEL, workdir, runtime)
     if r.synthetic:
         click.echo("team data not found (set FOOL_DATA): using a generated 768x768 4-band scene")
     click.echo(f"scene        {r.scene}")

@@ -18,7 +18,7 @@ from fool.shared.geometry import DEFAULT_TILE
     "--codec",
     "codecs",
     multiple=True,
-    default=("jpeg2000", "jpegxl", "webp", "jpeg", "ccsds121"),
+    default=("jpeg2000", "jpeg2000-rate", "jpegxl", "webp", "jpeg", "ccsds121"),
     show_default=True,
     help="Reference codecs, repeated or comma-separated; ccsds121 (libaec) is the lossless reference for integer data.",
 )

@@ -20,9 +20,9 @@ def info(src, as_json) -> None:
     if as_json:
         click.echo(json.dumps(d, indent=2))
         return
-    s = d["scene"]
+    s, t, lay = d["scene"], d["tiles"], d["layout"]
     click.echo(f"{src}: FOOL container v{d['version']}, {d['bytes']} bytes")
-    click.echo(f"  model     {d['model']['id']}  runtime {d.get('runtime')}  quality {d.get('quality')}")
+    click.echo(f"  model     {d['model']['name']}@{d['model']['sha256'][:16]}")
     click.echo(
         f"  scene     {s['width']}x{s['height']}, {len(s['ranges'])} bands {s['dtype']} "
         f"(bits {s['bits']}), nodata {s['nodata']}, mask {s['mask']}"
@@ -30,19 +30,20 @@ def info(src, as_json) -> None:
     click.echo(f"  groups    {s['groups']}  source bands {s['source_bands']}")
     ranges = ", ".join(f"{lo:g}..{hi:g}" for lo, hi in s["ranges"])
     click.echo(f"  ranges    {ranges}  inter-tile halo {s.get('halo', 0)} px")
-    crs = (s["crs_wkt"] or "none").split("[")[0] + ("[" + s["crs_wkt"].split('"')[1] + "]" if s["crs_wkt"] else "")
+    crs = s["crs"] or "none"
+    if crs.startswith(("PROJCS", "GEOGCS", "PROJCRS", "GEOGCRS")):
+        crs = crs.split(",")[0] + "] (WKT)"
     click.echo(f"  crs       {crs}  transform {s['transform']}")
-    t = d["tiles"]
     click.echo(
-        f"  tiles     {t['coded']} coded of {t['grid']} ({t['rows']}x{t['cols']} of {s['tile_size']} px), "
-        f"{t['masked']} with masks; bytes min/mean/max {t['min_bytes']}/{t['mean_bytes']:.0f}/{t['max_bytes']}"
+        f"  tiles     {t['coded']} coded, {t['skipped']} skipped, {t['lost']} lost, of {t['grid']} "
+        f"({t['rows']}x{t['cols']} of {s['tile_size']} px), {t['masked']} with masks; bytes min/mean/max "
+        f"{t['min_bytes']}/{t['mean_bytes']:.0f}/{t['max_bytes']}"
     )
-    lay = d["layout"]
     click.echo(
         f"  bytes     header {lay['header']}, tile payloads {lay['payloads']}, table {lay['table']}, "
         f"footer {lay['footer']}"
     )
     click.echo(
-        f"  rate      {d['bpp']:.3f} bpp ({d['bpp_per_band']:.3f} per band); "
-        f"codestream {d['codestream_bpp']:.4f} bpp (payloads and table, as `fool eval` counts)"
+        f"  rate      {d['bpp']:.4f} bpp ({d['bpp_per_band']:.4f} per band), the whole file; "
+        f"tile payloads alone {d['payload_bpp']:.4f} bpp"
     )

@@ -40,11 +40,6 @@ import click
     help="Residual blocks per synthesis stage of a new or --init model; a trained decoder can only grow.",
 )
 @click.option(
-    "--context/--no-context",
-    default=None,
-    help="Add (or drop) the checkerboard context of a new or --init model [default: as --init].",
-)
-@click.option(
     "--latent",
     type=click.IntRange(16, 512),
     default=None,
@@ -73,7 +68,6 @@ def train(
     autocast,
     init,
     dec_blocks,
-    context,
     latent,
     latent_ramp,
 ) -> None:
@@ -98,7 +92,6 @@ def train(
         autocast=autocast,
         init=init,
         dec_blocks=dec_blocks,
-        context=context,
         latent=latent,
         latent_ramp=latent_ramp,
     )

@@ -13,18 +13,14 @@ machine.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from fool.shared.nn.layers import (
-    CheckerboardContext,
-    analysis,
-    anchor_mask,
-    hyper_analysis,
-    hyper_synthesis,
-    ste_round,
-    synthesis,
-)
+from fool.shared.errors import ModelError
+from fool.shared.latent_codec import LatentCodec, file_sha256, quality_code
+from fool.shared.nn.layers import analysis, hyper_analysis, hyper_synthesis, ste_round, synthesis
 from torch import nn
 
 #: Lambdas of the trained levels, for MSE on [0, 1] pixels scaled by 255**2 (compressai's scale).
@@ -41,7 +37,6 @@ class CodecConfig:
     m: int = 128
     nz: int = 64
     dec_blocks: int = 0  # residual bottlenecks per synthesis stage (ground only; 0 = the v1 decoder)
-    context: bool = False  # checkerboard context: second half of y coded given the first
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
     def to_dict(self) -> dict:
@@ -49,7 +44,15 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CodecConfig:
+        """The config saved with weights or a checkpoint. Older files carry ``context: false``
+        (the checkerboard context FOOL no longer has), which is dropped; ``context: true`` is
+        refused, since those weights code payloads this codec cannot read."""
         d = dict(d)
+        if d.pop("context", False):
+            raise ModelError(
+                "these weights were trained with the checkerboard context, which FOOL no longer supports "
+                "(docs/experiments.md); use a model without it"
+            )
         d["lambdas"] = tuple(d["lambdas"])
         return cls(**d)
 
@@ -75,9 +78,11 @@ def deepen_state(state: dict[str, torch.Tensor], blocks: int) -> dict[str, torch
 
 
 class FoolCodec(nn.Module):
-    """Contract as compressai: ``forward`` for training, the runtimes build compress/decompress
-    from :meth:`analyse`, :meth:`hyper_params` and :meth:`synthesise`, the same helpers
-    ``forward`` uses."""
+    """Contract as compressai's models: :meth:`forward` is the training path (noise-free
+    rounding with a straight-through gradient, likelihoods for the rate); :meth:`compress` and
+    :meth:`decompress` are the bitstream path, one container tile's rANS stream per image,
+    coded with the numpy tables of :meth:`latent_codec`. Both are built from :meth:`analyse`,
+    :meth:`hyper_params` and :meth:`synthesise`."""
 
     def __init__(self, config: CodecConfig = CodecConfig()) -> None:
         super().__init__()
@@ -87,7 +92,6 @@ class FoolCodec(nn.Module):
         self.h_a = hyper_analysis(c.m, c.n_enc, c.nz)
         self.h_s = hyper_synthesis(c.nz, c.n_dec, c.m)
         self.g_s = synthesis(c.channels, c.n_dec, c.m, c.dec_blocks)
-        self.context = CheckerboardContext(c.m) if c.context else None
         levels = len(c.lambdas)
         init = torch.linspace(-1.5, 1.5, levels)[:, None].repeat(1, c.m)
         self.log_gain = nn.Parameter(init.clone())
@@ -95,6 +99,8 @@ class FoolCodec(nn.Module):
         self.entropy_bottleneck = EntropyBottleneck(c.nz)
         self.gaussian_conditional = GaussianConditional(None)
         self.register_buffer("scale_table", _scale_table(), persistent=False)
+        self.source: Path | None = None  # the weights file this model was loaded from
+        self._latent_codec: LatentCodec | None = None
 
     @classmethod
     def load(cls, path) -> FoolCodec:
@@ -107,7 +113,30 @@ class FoolCodec(nn.Module):
             "train_seconds": state.get("train_seconds"),
             "lineage": state.get("lineage", []),
         }
+        model.source = Path(path)
         return model.eval()
+
+    def latent_codec(self) -> LatentCodec:
+        """The numpy half that :meth:`compress` and :meth:`decompress` code with, found once.
+
+        For shipped weights (``<name>.pt`` beside its ``<name>.npz``) these are the released
+        tables, the ones the container's onboard and ground sides use: the ``.pt`` stores
+        convolutions in float16, so re-quantising its hyper-synthesis could give other integers.
+        Otherwise (a checkpoint, a model built in memory) they are built from the current weights
+        as ``fool release`` builds them, until :meth:`update` drops them.
+        """
+        if self._latent_codec is None:
+            tables = self.source.with_suffix(".npz") if self.source is not None else None
+            if tables is not None and tables.exists():
+                codec = LatentCodec.load(tables)
+                if codec.weights_sha256 != file_sha256(self.source):
+                    raise ModelError(f"{tables} was released from other weights than {self.source}")
+                self._latent_codec = codec
+            else:
+                from fool.shared.nn.release import unreleased_codec
+
+                self._latent_codec = unreleased_codec(self)
+        return self._latent_codec
 
     @property
     def levels(self) -> int:
@@ -134,16 +163,6 @@ class FoolCodec(nn.Module):
         scales, means = self.h_s(z_hat).float().chunk(2, 1)
         return scales, means
 
-    def context_params(self, yg: torch.Tensor, sg: torch.Tensor, mg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scales and means (gained domain) of every latent once the anchors are known; the
-        anchors keep their hyperprior parameters. Mirrors ``LatentCodec`` on the numpy side."""
-        mask = anchor_mask(*yg.shape[2:], device=yg.device)
-        anchors = (ste_round(yg - mg) + mg) * mask
-        d_scales, d_means = self.context(anchors)
-        scales = mask * sg + (1 - mask) * (sg + d_scales).abs()
-        means = mg + (1 - mask) * d_means
-        return scales, means
-
     def synthesise(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat)
 
@@ -156,18 +175,41 @@ class FoolCodec(nn.Module):
             scales, means = self.hyper_params(z_hat)
         gain, inv = self.gains(quality)
         yg, mg, sg = y * gain, means * gain, scales.abs() * gain
-        if self.context is not None:
-            sg, mg = self.context_params(yg, sg, mg)
         _, y_lik = self.gaussian_conditional(yg, sg, means=mg)
         y_hat = (ste_round(yg - mg) + mg) * inv
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             x_hat = self.synthesise(y_hat)
         return {"x_hat": x_hat.float(), "likelihoods": {"y": y_lik, "z": z_lik}}
 
+    @torch.no_grad()
+    def compress(self, x: torch.Tensor, quality: float) -> dict:
+        """Images (B, C, H, W) in [0, 1], H and W multiples of 64 -> ``{"strings": [bytes per
+        image], "shape": latent (h, w)}``. Each string is the rANS stream a container tile of that
+        image holds (one band group, every latent sent): :meth:`LatentCodec.encode_tile`."""
+        codec = self.latent_codec()
+        code = quality_code(quality, codec.levels)
+        y, z = self.analyse(x.float())
+        y, z = y.numpy(), z.numpy()
+        strings = [codec.encode_tile([(y[i], z[i])], code) for i in range(y.shape[0])]
+        return {"strings": strings, "shape": tuple(y.shape[2:])}
+
+    @torch.no_grad()
+    def decompress(self, strings: list[bytes], shape: tuple[int, int], quality: float) -> dict:
+        """The inverse of :meth:`compress`: ``{"x_hat": (B, C, 16 h, 16 w) in [0, 1]}``, the
+        synthesis of the latents :meth:`LatentCodec.decode_tile` reads, clamped as the ground
+        decoder clamps them."""
+        codec = self.latent_codec()
+        code = quality_code(quality, codec.levels)
+        y_hat = np.stack([codec.decode_tile(s, 1, tuple(shape), code)[0] for s in strings])
+        return {"x_hat": self.synthesise(torch.from_numpy(y_hat)).clamp_(0, 1)}
+
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
 
     def update(self, force: bool = True) -> None:
-        """Build the CDF tables used by the rANS coder (ship them; never rebuild on the ground)."""
+        """Build the CDF tables used by the rANS coder (ship them; never rebuild on the ground).
+        Drops tables :meth:`latent_codec` built from the weights, so the next ones follow them."""
+        if self._latent_codec is not None and not self._latent_codec.weights_sha256:
+            self._latent_codec = None
         self.gaussian_conditional.update_scale_table(self.scale_table, force=force)
         self.entropy_bottleneck.update(force=force)

@@ -44,8 +44,6 @@ def widen_latent(model: FoolCodec, trained: FoolCodec, x: torch.Tensor, seed: in
     old, new = trained.config.m, model.config.m
     if new < old:
         raise ModelError(f"the latent can only grow: {old} -> {new} channels")
-    if trained.config.context or model.config.context:
-        raise ModelError("widening the latent of a model with the checkerboard context is not supported")
     gen = torch.Generator().manual_seed(seed)
     src = trained.state_dict()
     dst = model.state_dict()

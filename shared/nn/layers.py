@@ -91,32 +91,6 @@ def hyper_synthesis(nz: int, n: int, m: int) -> nn.Sequential:
     )
 
 
-def anchor_mask(h: int, w: int, device=None) -> torch.Tensor:
-    """1 where (row + col) is even: the checkerboard half of a latent coded first."""
-    idx = torch.arange(h, device=device)[:, None] + torch.arange(w, device=device)[None, :]
-    return (idx % 2 == 0).float()[None, None]
-
-
-class CheckerboardContext(nn.Conv2d):
-    """Entropy parameters of the second checkerboard half from the decoded first half
-    (He et al. 2021, "Checkerboard context model"): one bias-free 3x3 convolution from the
-    anchors and their magnitudes to additive (scale, mean) corrections.
-
-    Bias-free and positively homogeneous, so the same weights serve every quality: a gain
-    that scales the latent scales the corrections with it. One layer, 3x3, exact in the
-    integer network, so both sides derive identical CDF indexes (see ``shared/intnet.py``).
-    It starts at zero, so a model without context loads into it unchanged.
-    """
-
-    def __init__(self, m: int) -> None:
-        super().__init__(2 * m, 2 * m, 3, padding=1, bias=False)
-        nn.init.zeros_(self.weight)
-
-    def forward(self, anchors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        d_scales, d_means = super().forward(torch.cat([anchors, anchors.abs()], 1)).chunk(2, 1)
-        return d_scales, d_means
-
-
 class STERound(torch.autograd.Function):
     """Rounding with a straight-through gradient, so training decodes what compress() sends."""
 

@@ -28,21 +28,41 @@ def quantise_hyper_synthesis(model: FoolCodec) -> list[intnet.IntConv]:
     return layers
 
 
-def quantise_context(model: FoolCodec) -> list[intnet.IntConv]:
-    """The checkerboard context as one integer layer (none for models without context)."""
-    if model.context is None:
-        return []
-    w = model.context.weight.detach().numpy()
-    return [intnet.quantise_conv(w, np.zeros(w.shape[0], dtype=np.float64), relu=False, shuffle=1)]
-
-
 def _stored(key: str, value: torch.Tensor) -> torch.Tensor:
     """Convolution weights are stored in float16, which halves the file so that several models
     fit the 25 MB budget of ``models/`` (they train under bf16 autocast, which is coarser, and
     load back into float32 parameters). GDN, gains and entropy parameters stay float32: GDN's
     re-parametrisation pedestal (2**-36) is below float16's range."""
-    conv = key.startswith(("g_a.", "h_a.", "h_s.", "g_s.", "context.")) and key.endswith((".weight", ".bias"))
+    conv = key.startswith(("g_a.", "h_a.", "h_s.", "g_s.")) and key.endswith((".weight", ".bias"))
     return value.half() if conv and value.dtype == torch.float32 else value
+
+
+def table_arrays(model: FoolCodec, meta: dict) -> dict[str, np.ndarray]:
+    """The arrays of a ``<name>.npz``: entropy tables, gains and the integer hyper-synthesis of
+    ``model``, whose CDFs :meth:`FoolCodec.update` has built, plus ``meta`` as JSON."""
+    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
+    return {
+        "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        "z_cdf": eb._quantized_cdf.numpy().astype(np.int32),
+        "z_len": eb._cdf_length.numpy().astype(np.int32),
+        "z_off": eb._offset.numpy().astype(np.int32),
+        "z_medians": eb._get_medians().detach().reshape(-1).numpy().astype(np.float32),
+        "y_cdf": gc._quantized_cdf.numpy().astype(np.int32),
+        "y_len": gc._cdf_length.numpy().astype(np.int32),
+        "y_off": gc._offset.numpy().astype(np.int32),
+        "scale_table": gc.scale_table.numpy().astype(np.float64),
+        "gains": torch.exp(model.log_gain.detach()).double().numpy(),
+        "inv_gains": torch.exp(model.log_inv_gain.detach()).double().numpy(),
+    } | intnet.pack(quantise_hyper_synthesis(model))
+
+
+def unreleased_codec(model: FoolCodec) -> LatentCodec:
+    """The numpy half of a model that has no ``.npz`` (a training checkpoint, a model in memory),
+    built from its current weights as :func:`release` would build it. It is named
+    ``unreleased`` and has no weights hash: no file pins these weights."""
+    model.update(force=True)
+    meta = {"name": "unreleased", "weights_sha256": "", "config": model.config.to_dict()}
+    return LatentCodec.from_arrays(table_arrays(model, meta), "an unreleased model")
 
 
 def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None = None) -> LatentCodec:
@@ -55,31 +75,13 @@ def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None 
     tables = ("._offset", "._quantized_cdf", "._cdf_length", ".scale_table")
     state = {k: _stored(k, v) for k, v in model.state_dict().items() if not k.endswith(tables)}
     torch.save({"config": model.config.to_dict(), "model": state}, weights)
-    eb, gc = model.entropy_bottleneck, model.gaussian_conditional
     meta = {"name": name, "weights_sha256": file_sha256(weights), "config": model.config.to_dict()}
     meta |= getattr(model, "trained", {}) | (extra_meta or {})
     meta["parameters"] = {
         "onboard": sum(p.numel() for m in (model.g_a, model.h_a) for p in m.parameters()),
         "total": sum(p.numel() for p in model.parameters()),
     }
-    arrays = (
-        {
-            "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-            "z_cdf": eb._quantized_cdf.numpy().astype(np.int32),
-            "z_len": eb._cdf_length.numpy().astype(np.int32),
-            "z_off": eb._offset.numpy().astype(np.int32),
-            "z_medians": eb._get_medians().detach().reshape(-1).numpy().astype(np.float32),
-            "y_cdf": gc._quantized_cdf.numpy().astype(np.int32),
-            "y_len": gc._cdf_length.numpy().astype(np.int32),
-            "y_off": gc._offset.numpy().astype(np.int32),
-            "scale_table": gc.scale_table.numpy().astype(np.float64),
-            "gains": torch.exp(model.log_gain.detach()).double().numpy(),
-            "inv_gains": torch.exp(model.log_inv_gain.detach()).double().numpy(),
-        }
-        | intnet.pack(quantise_hyper_synthesis(model))
-        | intnet.pack(quantise_context(model), "ctx")
-    )
     tmp = out_dir / f".{name}.npz.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
+    np.savez_compressed(tmp, **table_arrays(model, meta))
     os.replace(tmp, out_dir / f"{name}.npz")
     return LatentCodec.load(out_dir / f"{name}.npz")

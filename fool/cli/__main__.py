@@ -1,0 +1,5 @@
+"""`python -m fool.cli`: the same command group as the `fool` entry point."""
+
+from fool.cli import main
+
+main()
