@@ -16,25 +16,21 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+S2 = "../shared/data/scenes/sentinel2_l1c_20m"
 SETS = {
     "ucmerced_dev": (
-        "UC Merced `dev` (210 RGB 256×256, uint8)",
-        "fool eval ../shared/data/ucmerced/dev -o bench/results/rd_ucmerced_dev.json",
+        "UC Merced `dev` (RGB 256×256, uint8)",
+        "fool eval ../shared/data/ucmerced/dev [--limit 42] -o bench/results/rd_ucmerced_dev.json",
     ),
     "naip": (
         "NAIP `m_4709963_se_14_1_20200831.tif` (934×723, 4-band uint8)",
         "fool eval ../shared/data/scenes/naip/m_4709963_se_14_1_20200831.tif -o bench/results/rd_naip.json",
     ),
-    "ucmerced_dev_msssim": (
-        "UC Merced `dev`, 42 images spread over the classes, with MS-SSIM",
-        "fool eval ../shared/data/ucmerced/dev --limit 42 --msssim -o bench/results/rd_ucmerced_dev_msssim.json",
-    ),
     "uint16": (
-        "WorldView-3 `pan_0p5m.tif` + Sentinel-2 `B11.jp2`, `B12.jp2`, 1 band uint16 (maxima 6615, 5194, 4915: "
-        "PSNR peak 8191)",
+        "WorldView-3 `pan_0p5m.tif` + Sentinel-2 B05, B06, B07, B8A, B11, B12 (1 band uint16 each)",
         "fool eval ../shared/data/scenes/worldview3/pan_0p5m.tif "
-        "../shared/data/scenes/sentinel2_l1c_20m/B11.jp2 ../shared/data/scenes/sentinel2_l1c_20m/B12.jp2 "
-        "--model fool-m16 --model fool-m -o bench/results/rd_uint16.json",
+        + " ".join(f"{S2}/{b}.jp2" for b in ("B05", "B06", "B07", "B8A", "B11", "B12"))
+        + " --model fool-m16 -o bench/results/rd_uint16.json",
     ),
 }
 
@@ -63,10 +59,10 @@ def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
         out += ["", f"Lossless reference, {k.upper()} (libaec): {v['bpp']:.3f} bpp (all bands together)."]
     out += [
         "",
-        "| comparison | BD-rate (PSNR) | BD-rate (MS-SSIM) | "
-        f"at default quality {s.get('default_quality', 4):g}: our bpp, dB, "
-        "ΔPSNR vs the codec at our rate |",
-        "|---|---|---|---|",
+        "| comparison | BD-rate, mean curves (whole files) | per image: mean / median / worst | ahead on | "
+        "mean curves, tile payloads only | "
+        f"at default quality {s.get('default_quality', 4):g}: our bpp, dB, ΔPSNR vs the codec at our rate |",
+        "|---|---|---|---|---|---|",
     ]
     for k, v in s["bd_rate"].items():
         d = s["at_default_quality"].get(k, {})
@@ -75,8 +71,14 @@ def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
             if d.get("delta_psnr_db") is not None
             else "outside the codec's measured range"
         )
-        ms = fmt(v.get("msssim")) if v.get("msssim") is not None else "not measured (`--msssim`)"
-        out.append(f"| {k} | {fmt(v['psnr'])} | {ms} | {at} |")
+        pi = s.get("per_image", {}).get(k, {})
+        if pi.get("measured"):
+            dist = f"{fmt(pi['mean'])} / {fmt(pi['median'])} / {fmt(pi['worst'])}"
+            wins = f"{pi['wins']} of {pi['measured']}"
+        else:
+            dist, wins = "n/a", "n/a"
+        out.append(f"| {k} | {fmt(v['psnr'])} | {dist} | {wins} | {fmt(v.get('psnr_payload_only'))} | {at} |")
+    out += worst_images(s)
     matched = s.get("matched", {})
     if matched:
         qs = sorted({q for v in matched.values() for q in v}, key=float)
@@ -103,6 +105,20 @@ def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
     return out + [""]
 
 
+def worst_images(s: dict, n: int = 8) -> list[str]:
+    """The images where we lose most against JPEG 2000: what an operator should look at first."""
+    key = next((k for k in s.get("per_image", {}) if k.endswith(" vs jpeg2000")), None)
+    if key is None:
+        return []
+    rows = [r for r in s["per_image"][key]["per_image"] if r["bd_rate"] is not None][:n]
+    if not rows:
+        return []
+    out = ["", f"Worst images, {key} (per-image BD-rate, whole files; positive = more bytes than JPEG 2000):", ""]
+    out += ["| image | BD-rate |", "|---|---|"]
+    out += [f"| {Path(r['image']).name} | {fmt(r['bd_rate'])} |" for r in rows]
+    return out
+
+
 def ablation_section() -> list[str]:
     path = ROOT / "bench" / "results" / "ablation.json"
     head = ["## Ablation: inter-tile context and embedded context", ""]
@@ -119,7 +135,8 @@ def ablation_section() -> list[str]:
         "(tests/test_inter_tile.py). *context* = `--value-range scene`: >8-bit bands are stretched by the "
         "scene's min/max (band statistics, 16 bytes per band in the header, no bits per tile); it does not apply "
         "to 8-bit data. Times are totals over all images and qualities 1–8 (whole pipeline, cores shared with "
-        "the session's other work).",
+        "the session's other work). These figures were measured before rates counted whole files (tile "
+        "payloads only), with earlier weights; the decision they support (halo off) is in docs/experiments.md.",
         "",
         a["markdown"],
         "",
@@ -171,10 +188,9 @@ def header(model: str) -> list[str]:
         f"`{model}.train_log.csv` (`fool plot-log`). Last logged step: bpp {float(last.get('bpp', 'nan')):.3f}, "
         f"PSNR {float(last.get('psnr', 'nan')):.2f} dB (mean over levels).",
         f"- **serves**: {SERVES.get(model, 'see README')}",
-        "- **rate**: bits counted are the codestream (tile payloads and the tile table, about 8 B per tile, "
-        "without the container's ~1–2 kB scene header), as the JPEG 2000 numbers count raw J2K codestreams; default "
-        "128-px tiles; container version 3 (one rANS stream per tile; latents wholly in padding or nodata "
-        "are not sent).",
+        "- **rate**: every byte of the `.fool` file counts (container version 4: a 40–100-byte binary header, "
+        "tile payloads, about 8 B of table per tile, a 12-byte footer), against whole raw J2K codestreams and "
+        "whole JPEG XL/WebP/JPEG files; default 128-px tiles.",
         "",
     ]
 
@@ -192,9 +208,11 @@ def main() -> None:
         "",
         "PSNR uses the peak of the bit depth that holds the data (255; 2**bits − 1 for deeper data); "
         "points are means over images per setting "
-        "(ours: quality 1…8; JPEG 2000: OpenJPEG PSNR targets 24…46 dB; JPEG XL: distance 8…0.3; WebP/JPEG: "
-        "quality 10…97). BD-rate is Bjøntegaard over the overlapping PSNR range; negative = fewer bits than the "
-        "reference.",
+        "(ours: quality 1…8; `jpeg2000`: OpenJPEG PSNR targets 22…50 dB; `jpeg2000-rate`: the same coder at "
+        "whole-codestream rates 0.1…4 bpp per image; JPEG XL: distance 8…0.3; WebP/JPEG: quality 10…97). "
+        "BD-rate is Bjøntegaard (log-rate interpolated piecewise-cubically, PCHIP) over the overlapping PSNR "
+        "range; negative = fewer bytes than the reference. The mean-curve figure depends on how each codec's "
+        "settings line up across images; the per-image figures do not.",
         "",
     ]
     for key, (title, cmd) in SETS.items():

@@ -6,7 +6,8 @@
 The scene is a mosaic of the team's NAIP scene (4-band uint8) or WorldView-3 pan
 (1-band 11-bit uint16), mirrored to fill the size, written as a tiled GeoTIFF by windows.
 `fool compress` runs in a child process; wall time includes start-up and model loading,
-peak RSS is the child's maximum resident set (getrusage). Results go to bench/results/.
+peak RSS is the child's maximum resident set and CPU time its user + system time
+(getrusage). Results go to bench/results/; bench/speed.py compares with JPEG 2000 and JPEG XL.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def main() -> None:
         "wall_s": round(wall, 2),
         "mp_per_s": round(mp / wall, 3),
         "peak_rss_mb": round(rss_mb, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),  # the child's user + system time
+        "sys_s": round(usage.ru_stime, 2),
         "bpp": round(8 * size / args.size**2, 4),
         "fool_output": stdout.strip(),
         "cpu_count": os.cpu_count(),

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -113,7 +114,8 @@ def j2k_at_rate(hwc: np.ndarray, bpp: float, bits: int) -> bytes:
     depth = bits if bits > 8 else None
 
     def enc(target: float) -> bytes:
-        return ic.jpeg2k_encode(hwc, level=target, codecformat="J2K", bitspersample=depth)
+        # bytes without ``out``; the stub types ``level`` as int, but OpenJPEG takes a float PSNR target
+        return cast(bytes, ic.jpeg2k_encode(hwc, level=target, codecformat="J2K", bitspersample=depth))  # type: ignore[arg-type]
 
     lo, hi = 5.0, 20.0 + 6.02 * bits
     best = enc(lo)
@@ -251,7 +253,8 @@ def _rd_curve(rate, dist) -> tuple[np.ndarray, np.ndarray]:
     rate, dist = np.asarray(rate, float), np.asarray(dist, float)
     ok = np.isfinite(rate) & np.isfinite(dist) & (rate > 0) & (dist < 99.0)
     pairs = sorted(zip(rate[ok], dist[ok], strict=True))
-    r_out, d_out = [], []
+    r_out: list[float] = []
+    d_out: list[float] = []
     for r, d in pairs:
         if not d_out or d > d_out[-1]:
             r_out.append(r)
@@ -283,7 +286,7 @@ def bd_rate(rate_a, dist_a, rate_b, dist_b) -> float | None:
 def per_image_bd(points: list[Point], ref: str, ours: str) -> dict:
     """BD-rate of ``ours`` against ``ref`` image by image: mean, median, worst, wins, and the
     images sorted worst first. Images whose curves do not overlap in PSNR are counted apart."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for image in sorted({p.image for p in points if p.codec == ours}):
         mine = [(p.bpp, p.psnr) for p in points if p.codec == ours and p.image == image]
         theirs = [(p.bpp, p.psnr) for p in points if p.codec == ref and p.image == image]
@@ -436,7 +439,9 @@ def summarise(points: list[Point], models: list[str], codecs: list[str], qualiti
     }
     for m in models:
         rm, pm, mm = (np.array(curves[m][k]) for k in ("bpp", "psnr", "msssim"))
-        payload = mean_curve([replace(p, bpp=p.payload_bpp) for p in points if p.codec == m], m)
+        payload = mean_curve(
+            [replace(p, bpp=p.payload_bpp) for p in points if p.codec == m and p.payload_bpp is not None], m
+        )
         for ref in lossy:
             rr, pr, mr = (np.array(curves[ref][k]) for k in ("bpp", "psnr", "msssim"))
             key = f"{m} vs {ref}"

@@ -94,7 +94,8 @@ class Link:
         return raw, "ok"
 
     def transmit(self, name: str, packets: list[bytes]) -> StreamResult:
-        result, sent = StreamResult(name, b"", []), []
+        result = StreamResult(name, b"", [])
+        sent: list[tuple[float, int, bytes]] = []  # (arrival time, send order, packet)
         for i, raw in enumerate(packets):
             if self.lost():
                 result.fates.append("dropped")
@@ -125,13 +126,14 @@ def link_sim(packet_files: Sequence[str | os.PathLike], out_dir: str | os.PathLi
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
-    log = {"model": asdict(model), "files": []}
+    files: list[dict] = []
+    log = {"model": asdict(model), "files": files}
     for path in map(Path, packet_files):
         if (out_dir / path.name).resolve() == path.resolve():
             raise InputError(f"{path}: the output folder would overwrite the input")
         result = Link(model, path.name).transmit(path.name, split_packets(_read(path)))
         _write(out_dir / path.name, result.data)
-        log["files"].append({"file": path.name, **result.counts(), "fates": result.fates})
+        files.append({"file": path.name, **result.counts(), "fates": result.fates})
     _write(out_dir / LOG_NAME, (json.dumps(log) + "\n").encode())
     return log
 

@@ -347,7 +347,7 @@ def _bench_bands(path: Path, data: dict) -> int:
     if isinstance(data.get("bands"), int):
         return data["bands"]
     images = sorted({p["image"] for p in data.get("points", []) if isinstance(p, dict) and "image" in p})
-    counts = set()
+    counts: set[int] = set()
     try:
         import rasterio
     except ImportError:  # pragma: no cover - rasterio is a dependency

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -177,148 +178,214 @@ def native_bf16() -> bool:
         return False
 
 
+@dataclass
+class Run:
+    """What a training run carries from step to step and into its checkpoint."""
+
+    model: Any
+    opt: Any
+    aux_opt: Any
+    main_params: list
+    config: Any
+    step: int = 0
+    elapsed_before: float = 0.0
+    lineage: list = dataclasses.field(default_factory=list)
+    ramp: dict = dataclasses.field(default_factory=dict)  # which channels are new, and how long they ride free
+
+    def save(self, path: Path, seconds: float) -> None:
+        _save(
+            path, self.model, self.opt, self.aux_opt, self.step, self.elapsed_before + seconds, self.lineage, self.ramp
+        )
+
+
+def _new_run(config, device, lr: float) -> Run:
+    import torch
+
+    from fool.shared.nn.codec import FoolCodec
+
+    model = FoolCodec(config).to(device)
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    run = Run(model, torch.optim.Adam(main_params, lr=lr), torch.optim.Adam(aux_params, lr=1e-3), main_params, config)
+    run.ramp = {"channels_from": config.m, "steps": 0}
+    return run
+
+
+def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, log) -> Run:
+    """Resume the run in ``opts.out``, or start one: fresh, or from ``--init`` weights (grown by
+    ``--dec-blocks`` or ``--latent`` where asked)."""
+    import torch
+
+    from fool.shared.nn.codec import CodecConfig, FoolCodec
+
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        run = _new_run(CodecConfig.from_dict(state["config"]), device, opts.lr)
+        run.model.load_state_dict(state["model"])
+        run.opt.load_state_dict(state["opt"])
+        run.aux_opt.load_state_dict(state["aux_opt"])
+        run.step, run.elapsed_before = state["step"], state.get("train_seconds", 0.0)
+        run.lineage = state.get("lineage", [])
+        run.ramp = state.get("rate_ramp", run.ramp)
+        log(f"resumed from {ckpt_path} at step {run.step}")
+        return run
+    init_model = FoolCodec.load(opts.init) if opts.init is not None else None
+    config = init_model.config if init_model is not None else CodecConfig()
+    if opts.dec_blocks is not None:
+        config = dataclasses.replace(config, dec_blocks=opts.dec_blocks)
+    if opts.latent is not None:
+        config = dataclasses.replace(config, m=opts.latent)
+    run = _new_run(config, device, opts.lr)
+    if init_model is None or opts.init is None:
+        return run
+    if config.m != init_model.config.m:
+        _widen_from(run, init_model, opts, source, device)
+        log(f"initialised from {opts.init}, latent widened {init_model.config.m} -> {config.m} channels")
+    else:
+        _load_grown(run, init_model, opts.init)
+        before = sum(r["steps"] for r in run.lineage)
+        log(f"initialised from {opts.init} (fresh optimiser state; {before} steps before)")
+    return run
+
+
+def _widen_from(run: Run, init_model, opts: TrainOptions, source: CropSource, device) -> None:
+    import torch
+
+    from fool.shared.nn.grow import widen_latent
+
+    if run.config.dec_blocks != init_model.config.dec_blocks:
+        raise ModelError("widen the latent and deepen the synthesis in separate runs")
+    widen_latent(run.model, init_model.to(device), torch.from_numpy(source.batch(32)).to(device), seed=opts.seed)
+    run.ramp = {"channels_from": init_model.config.m, "steps": opts.latent_ramp}
+    run.lineage = init_lineage(Path(opts.init)) if opts.init is not None else []
+
+
+def _load_grown(run: Run, init_model, init: Path) -> None:
+    """The --init weights into a model with as many or more synthesis blocks (new ones are the identity)."""
+    from fool.shared.nn.codec import deepen_state
+
+    weights = init_model.state_dict()
+    if run.config.dec_blocks < init_model.config.dec_blocks:
+        raise ModelError(
+            f"cannot change the synthesis depth from {init_model.config.dec_blocks} to {run.config.dec_blocks} blocks"
+        )
+    if init_model.config.dec_blocks == 0:
+        weights = deepen_state(weights, run.config.dec_blocks)
+    missing, unexpected = run.model.load_state_dict(weights, strict=False)
+    # new blocks start as the identity; CDF tables are rebuilt at release
+    grown = (".body.", "_cdf", "_offset", "_length")
+    new = [k for k in missing if not any(g in k for g in grown)]
+    if new or unexpected:
+        raise ModelError(f"{init} does not fit the model: missing {new[:3]}, unexpected {unexpected[:3]}")
+    run.lineage = init_lineage(init)
+
+
+def _step(run: Run, opts: TrainOptions, x, level, lambdas, autocast: bool, device) -> dict[str, float]:
+    """One optimiser step of rate + lambda * distortion at a random level per sample."""
+    import torch
+
+    from fool.shared.nn.grow import rate_weights
+
+    out = run.model(x, (level + 1).float(), autocast=autocast)
+    n_pix = x.shape[2] * x.shape[3]
+    y_bits = out["likelihoods"]["y"].log2().neg()
+    z_bits = out["likelihoods"]["z"].log2().neg().flatten(1).sum(1)
+    bpp = (y_bits.flatten(1).sum(1) + z_bits) / n_pix  # logged: every bit the coder will spend
+    paid = bpp
+    if run.ramp["channels_from"] < run.config.m and run.step < run.ramp["steps"]:
+        w = rate_weights(run.config.m, run.ramp["channels_from"], run.step, run.ramp["steps"]).to(device)
+        paid = ((y_bits * w[None, :, None, None]).flatten(1).sum(1) + z_bits) / n_pix
+    mse = ((out["x_hat"] - x) ** 2).flatten(1).mean(1)
+    loss = (lambdas[level] * 255**2 * mse + paid).mean()
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.main_params, opts.clip)
+    run.opt.step()
+    aux = run.model.aux_loss()
+    run.aux_opt.zero_grad(set_to_none=True)
+    aux.backward()
+    run.aux_opt.step()
+    run.step += 1
+    return {"loss": loss.item(), "bpp": bpp.mean().item(), "mse": mse.mean().item(), "aux": aux.item()}
+
+
+class _Log:
+    """Means over the last ``every`` steps, one CSV row each."""
+
+    COLUMNS = ["step", "seconds", "lr", "loss", "bpp", "mse", "psnr", "aux", "level"]
+
+    def __init__(self, fh, new: bool) -> None:
+        self.fh, self.writer = fh, csv.writer(fh)
+        if new:
+            self.writer.writerow(self.COLUMNS)
+        self.acc: dict[str, float] = {}
+        self.n = 0
+
+    def add(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.acc[k] = self.acc.get(k, 0.0) + v
+        self.n += 1
+
+    def flush(self, step: int, seconds: float, lr: float) -> None:
+        n, m = self.n, self.acc["mse"] / self.n
+        self.writer.writerow(
+            [
+                step,
+                round(seconds, 1),
+                f"{lr:.3g}",
+                self.acc["loss"] / n,
+                self.acc["bpp"] / n,
+                m,
+                10 * math.log10(1 / max(m, 1e-12)),
+                self.acc["aux"] / n,
+                "all",
+            ]
+        )
+        self.fh.flush()
+        self.acc, self.n = {}, 0
+
+
 def train(opts: TrainOptions, log=print) -> Path:
     """Train (or resume) a codec; returns the checkpoint path."""
     import torch
 
-    from fool.shared.nn.codec import CodecConfig, FoolCodec, deepen_state
-    from fool.shared.nn.grow import rate_weights, widen_latent
-
     torch.manual_seed(opts.seed)
     rng = np.random.default_rng(opts.seed + int(time.time()))
     opts.out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = opts.out / "checkpoint.pt"
-    csv_path = opts.out / "train_log.csv"
+    ckpt_path, csv_path = opts.out / "checkpoint.pt", opts.out / "train_log.csv"
     device = torch.device(opts.device)
-
     files = find_images(opts.data, opts.exclude)
     source = CropSource(files, opts.crop, opts.gray_prob, rng, opts.deep_prob)
     log(
         f"training on {len(files)} files: {len(source.rgb)} RGB images, {len(source.gray)} 8-bit single bands, "
         f"{len(source.deep)} high-bit-depth single bands"
     )
-
-    state, init_model = None, None
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        config = CodecConfig.from_dict(state["config"])
-    elif opts.init is not None:
-        init_model = FoolCodec.load(opts.init)
-        config = init_model.config
-    else:
-        config = CodecConfig()
-    if state is None and opts.dec_blocks is not None:
-        config = dataclasses.replace(config, dec_blocks=opts.dec_blocks)
-    if state is None and opts.latent is not None:
-        config = dataclasses.replace(config, m=opts.latent)
-    model = FoolCodec(config).to(device)
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    opt = torch.optim.Adam(main_params, lr=opts.lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
-    step, elapsed_before, lineage = 0, 0.0, []
-    ramp = {"channels_from": config.m, "steps": 0}  # which channels are new, and how long they ride free
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        aux_opt.load_state_dict(state["aux_opt"])
-        step, elapsed_before = state["step"], state.get("train_seconds", 0.0)
-        lineage = state.get("lineage", [])
-        ramp = state.get("rate_ramp", ramp)
-        log(f"resumed from {ckpt_path} at step {step}")
-    elif init_model is not None and config.m != init_model.config.m:
-        if config.dec_blocks != init_model.config.dec_blocks:
-            raise ModelError("widen the latent and deepen the synthesis in separate runs")
-        widen_latent(model, init_model.to(device), torch.from_numpy(source.batch(32)).to(device), seed=opts.seed)
-        ramp = {"channels_from": init_model.config.m, "steps": opts.latent_ramp}
-        lineage = init_lineage(opts.init)
-        log(f"initialised from {opts.init}, latent widened {init_model.config.m} -> {config.m} channels")
-    elif init_model is not None:
-        weights = init_model.state_dict()
-        if config.dec_blocks < init_model.config.dec_blocks:
-            raise ModelError(
-                f"cannot change the synthesis depth from {init_model.config.dec_blocks} to {config.dec_blocks} blocks"
-            )
-        if init_model.config.dec_blocks == 0:
-            weights = deepen_state(weights, config.dec_blocks)
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        # new blocks start as the identity; CDF tables are rebuilt at release
-        grown = (".body.", "_cdf", "_offset", "_length")
-        new = [k for k in missing if not any(g in k for g in grown)]
-        if new or unexpected:
-            raise ModelError(f"{opts.init} does not fit the model: missing {new[:3]}, unexpected {unexpected[:3]}")
-        lineage = init_lineage(opts.init)
-        log(f"initialised from {opts.init} (fresh optimiser state; {sum(r['steps'] for r in lineage)} steps before)")
-
+    run = _start_run(opts, ckpt_path, source, device, log)
     autocast = device.type == "cpu" and (native_bf16() if opts.autocast is None else opts.autocast)
     log(f"transforms in {'bf16 (autocast)' if autocast else 'fp32'} on {device}")
-    lambdas = torch.tensor(config.lambdas, device=device)
-    levels = len(config.lambdas)
-    start = time.time()
-    last_ckpt = start
+    lambdas = torch.tensor(run.config.lambdas, device=device)
+    levels = len(run.config.lambdas)
+    start = last_ckpt = time.time()
     new_log = not csv_path.exists()
     with open(csv_path, "a", newline="") as fh, _stop_requests() as stop:
-        writer = csv.writer(fh)
-        if new_log:
-            writer.writerow(["step", "seconds", "lr", "loss", "bpp", "mse", "psnr", "aux", "level"])
-        acc = {"loss": 0.0, "bpp": 0.0, "mse": 0.0, "aux": 0.0, "n": 0}
-        while step < opts.steps:
+        logger = _Log(fh, new_log)
+        while run.step < opts.steps:
             if stop or (opts.max_minutes is not None and time.time() - start > opts.max_minutes * 60):
                 break
-            lr = _lr_at(step, opts)
-            for g in opt.param_groups:
+            lr = _lr_at(run.step, opts)
+            for g in run.opt.param_groups:
                 g["lr"] = lr
             x = torch.from_numpy(source.batch(opts.batch)).to(device)
             level = torch.randint(0, levels, (opts.batch,), device=device)
-            out = model(x, (level + 1).float(), autocast=autocast)
-            n_pix = x.shape[2] * x.shape[3]
-            y_bits = out["likelihoods"]["y"].log2().neg()
-            z_bits = out["likelihoods"]["z"].log2().neg().flatten(1).sum(1)
-            bpp = (y_bits.flatten(1).sum(1) + z_bits) / n_pix  # logged: every bit the coder will spend
-            if ramp["channels_from"] < config.m and step < ramp["steps"]:
-                w = rate_weights(config.m, ramp["channels_from"], step, ramp["steps"]).to(device)
-                paid = ((y_bits * w[None, :, None, None]).flatten(1).sum(1) + z_bits) / n_pix
-            else:
-                paid = bpp
-            mse = ((out["x_hat"] - x) ** 2).flatten(1).mean(1)
-            loss = (lambdas[level] * 255**2 * mse + paid).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(main_params, opts.clip)
-            opt.step()
-            aux = model.aux_loss()
-            aux_opt.zero_grad(set_to_none=True)
-            aux.backward()
-            aux_opt.step()
-            step += 1
-            acc["loss"] += loss.item()
-            acc["bpp"] += bpp.mean().item()
-            acc["mse"] += mse.mean().item()
-            acc["aux"] += aux.item()
-            acc["n"] += 1
-            if step % opts.log_every == 0:
-                n = acc["n"]
-                m = acc["mse"] / n
-                row = [
-                    step,
-                    round(elapsed_before + time.time() - start, 1),
-                    f"{lr:.3g}",
-                    acc["loss"] / n,
-                    acc["bpp"] / n,
-                    m,
-                    10 * math.log10(1 / max(m, 1e-12)),
-                    acc["aux"] / n,
-                    "all",
-                ]
-                writer.writerow(row)
-                fh.flush()
-                acc = {k: 0.0 for k in acc} | {"n": 0}
+            logger.add(_step(run, opts, x, level, lambdas, autocast, device))
+            if run.step % opts.log_every == 0:
+                logger.flush(run.step, run.elapsed_before + time.time() - start, lr)
             if time.time() - last_ckpt > opts.checkpoint_minutes * 60:
-                _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage, ramp)
+                run.save(ckpt_path, time.time() - start)
                 last_ckpt = time.time()
-    _save(ckpt_path, model, opt, aux_opt, step, elapsed_before + time.time() - start, lineage, ramp)
+    run.save(ckpt_path, time.time() - start)
     why = f" on {signal.Signals(stop[0]).name}" if stop else ""
-    log(f"stopped{why} at step {step}; checkpoint {ckpt_path}")
+    log(f"stopped{why} at step {run.step}; checkpoint {ckpt_path}")
     return ckpt_path
 
 

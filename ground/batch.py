@@ -81,7 +81,8 @@ class SceneResult:
     resumed: bool = False  # outputs were already complete; nothing was decoded this run
     tiles: int = 0  # tiles in the scene's grid
     received: int = 0  # tiles in the container with a payload
-    missing: list[list[int]] = field(default_factory=list)  # (row, col) without a payload: lost or not sent
+    missing: list[list[int]] = field(default_factory=list)  # (row, col) lost on the link
+    skipped: list[list[int]] = field(default_factory=list)  # (row, col) not sent by the satellite (priority, budget)
     damaged: list[list[int]] = field(default_factory=list)  # (row, col) that failed their CRC or decoding
     bytes: int = 0
     width: int = 0
@@ -274,11 +275,15 @@ def decode_scene(src: str | Path, outdir: str | Path, options: BatchOptions) -> 
 def _write_outputs(src: Path, outdir: Path, options: BatchOptions) -> SceneResult:
     from fool.ground import stac
     from fool.ground.decode import read_header
-    from fool.shared.format import Container
+    from fool.shared.format import MODE_LOST, MODE_SKIPPED, Container
 
     with Container.open(src) as container:
         scene = read_header(container)
-        received = {(e.row, e.col) for e in container.tiles if e.length}  # no payload: not sent on board
+        received = {(e.row, e.col) for e in container.coded_tiles}
+        # lost on the link, or never heard of (fool unpack writes those as lost too); tiles skipped on
+        # board by priority or budget, and all-nodata tiles (not in the table), are not missing
+        lost = {(e.row, e.col) for e in container.tiles if e.mode == MODE_LOST}
+        skipped = [[e.row, e.col] for e in container.tiles if e.mode == MODE_SKIPPED]
         size = container.size
     synthesis = synthesis_for(scene.model_name, scene.model_sha256, options.threads)
     outputs: dict[str, str] = {}
@@ -291,7 +296,7 @@ def _write_outputs(src: Path, outdir: Path, options: BatchOptions) -> SceneResul
 
         damaged |= set(write_features(src, outdir / f"{src.stem}.features", synthesis, options.strict))
         outputs["features"] = f"{src.stem}.features"
-    missing = sorted({(t.row, t.col) for t in scene.grid} - received)
+    missing = sorted(lost)
     if options.quicklook:
         outputs["quicklook"] = _write_quicklook(outdir, src.stem, scene, missing, sorted(damaged))
     result = SceneResult(
@@ -301,6 +306,7 @@ def _write_outputs(src: Path, outdir: Path, options: BatchOptions) -> SceneResul
         tiles=len(scene.grid),
         received=len(received),
         missing=[list(rc) for rc in missing],
+        skipped=skipped,
         damaged=[list(rc) for rc in sorted(damaged)],
         bytes=size,
         width=scene.width,
@@ -321,14 +327,14 @@ def _write_image(src: Path, outdir: Path, options: BatchOptions, synthesis) -> s
     dst = outdir / f"{src.stem}.tif"
     if not options.cog:
         report = decode_container(src, dst, options.threads, not options.strict, None, synthesis)
-        return {tuple(rc) for rc in report.failed}
+        return set(report.failed)
     raw = outdir / f".{src.stem}.raw.tif"
     try:
         report = decode_container(src, raw, options.threads, not options.strict, None, synthesis)
         write_cog(raw, dst)
     finally:
         raw.unlink(missing_ok=True)
-    return {tuple(rc) for rc in report.failed}
+    return set(report.failed)
 
 
 def cog_overview_count(width: int, height: int, blocksize: int) -> int:

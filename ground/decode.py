@@ -13,6 +13,8 @@ import numpy as np
 from fool.shared.errors import FoolError, OutputError
 from fool.shared.format import FLAG_MASK, MODE_LOST, MODE_SKIPPED, Container, TileEntry
 from fool.shared.geometry import Tile, coded_latents
+from fool.shared.latent_codec import LatentCodec
+from fool.shared.runtime import SynthesisRuntime
 from fool.shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
 
 
@@ -91,10 +93,11 @@ def latent_canvas(own: np.ndarray, neighbours: dict[tuple[int, int], np.ndarray 
         return neighbours.get((dr, dc))
 
     h, w = own.shape[-2:]
-    top = min(k, n(-1, 0).shape[-2]) if n(-1, 0) is not None else 0
-    bottom = min(k, n(1, 0).shape[-2]) if n(1, 0) is not None else 0
-    left = min(k, n(0, -1).shape[-1]) if n(0, -1) is not None else 0
-    right = min(k, n(0, 1).shape[-1]) if n(0, 1) is not None else 0
+    up, down, west, east = n(-1, 0), n(1, 0), n(0, -1), n(0, 1)
+    top = min(k, up.shape[-2]) if up is not None else 0
+    bottom = min(k, down.shape[-2]) if down is not None else 0
+    left = min(k, west.shape[-1]) if west is not None else 0
+    right = min(k, east.shape[-1]) if east is not None else 0
     canvas = np.zeros((*own.shape[:-2], top + h + bottom, left + w + right), np.float32)
     canvas[..., top : top + h, left : left + w] = own
     rows = {-1: slice(0, top), 0: slice(top, top + h), 1: slice(top + h, top + h + bottom)}
@@ -111,7 +114,7 @@ def latent_canvas(own: np.ndarray, neighbours: dict[tuple[int, int], np.ndarray 
 
 
 def render_tile(
-    tile: Tile, latents: TileLatents, scene: SceneHeader, synthesis, neighbours: dict | None = None
+    tile: Tile, latents: TileLatents, scene: SceneHeader, synthesis: SynthesisRuntime, neighbours: dict | None = None
 ) -> np.ndarray:
     """Latents (plus neighbours' when the container was coded with a halo) -> raw values (k, h, w)."""
     k = scene.halo // 16
@@ -170,24 +173,93 @@ def output_profile(scene: SceneHeader) -> dict:
     return profile
 
 
+class TileSource:
+    """Latents of a container's tiles, each entropy-decoded once (also when it serves as a
+    neighbour of a halo container), keeping only the rows a halo can reach."""
+
+    def __init__(self, container: Container, codec: LatentCodec, skip_damaged: bool) -> None:
+        self.container, self.codec, self.skip_damaged = container, codec, skip_damaged
+        self.entries = {(e.row, e.col): e for e in container.coded_tiles}
+        self.failed: list[tuple[int, int]] = []
+        self._cache: dict[tuple[int, int], TileLatents | None] = {}
+
+    def at(self, rc: tuple[int, int]) -> TileLatents | None:
+        if rc not in self._cache:
+            entry = self.entries.get(rc)
+            self._cache[rc] = None
+            if entry is not None:
+                try:
+                    payload = self.container.payload(entry)
+                    self._cache[rc] = decode_latents(entry, payload, self.container.scene, self.codec)
+                except FoolError:
+                    if not self.skip_damaged:
+                        raise
+                    self.failed.append(rc)
+        return self._cache[rc]
+
+    def forget_above(self, row: int) -> None:
+        for old in [rc for rc in self._cache if rc[0] < row - 1]:
+            del self._cache[old]
+
+    def neighbours(self, row: int, col: int) -> dict[tuple[int, int], np.ndarray | None]:
+        """The 8 neighbours' latents (None where lost or damaged) for a halo container."""
+        scene = self.container.scene
+        out: dict[tuple[int, int], np.ndarray | None] = {}
+        if not scene.halo:
+            return out
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                r, c = row + dr, col + dc
+                if (dr or dc) and 0 <= r < scene.grid.rows and 0 <= c < scene.grid.cols:
+                    lat = self.at((r, c))
+                    out[(dr, dc)] = None if lat is None else lat.y_hat
+        return out
+
+
+def _open_output(tmp: Path, scene: SceneHeader):
+    """The output GeoTIFF with the source's profile, colour interpretation and band descriptions."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    out = rasterio.open(tmp, "w", **output_profile(scene))
+    interp = [ColorInterp[c] if c in ColorInterp.__members__ else ColorInterp.undefined for c in scene.colorinterp]
+    try:
+        out.colorinterp = interp
+    except (ValueError, rasterio.errors.RasterioError):
+        pass
+    for i, d in enumerate(scene.descriptions, start=1):
+        if d:
+            out.set_band_description(i, d)
+    return out
+
+
+def _write_tile(out, scene: SceneHeader, tile: Tile, values: np.ndarray, valid: np.ndarray | None) -> None:
+    window = tile.window()
+    out.write(values, window=window)
+    if scene.mask == "internal":
+        # an array, never True: rasterio's write_mask(True) marks the whole band valid,
+        # window or not, and wiped the masks of earlier tiles
+        out.write_mask(valid if valid is not None else np.ones(values.shape[1:], bool), window=window)
+
+
 def decode_container(
     src: Path,
     dst: Path,
     threads: int | None = None,
     skip_damaged: bool = False,
     progress: Callable[[int, int], None] | None = None,
-    synthesis=None,
+    synthesis: SynthesisRuntime | None = None,
 ) -> DecodeReport:
     """Decode every tile of ``src`` into the GeoTIFF ``dst`` (written atomically).
 
-    Missing tiles (all-nodata, or lost) are written as nodata/masked. With ``skip_damaged``
-    a tile that fails its CRC is left empty and reported instead of aborting the scene.
-    Containers coded with a halo are synthesised tile by tile on a canvas of the tile's
-    latents and its neighbours', so tile borders look as if the scene was coded whole.
+    Missing tiles (all-nodata, skipped on board, lost on the link) are written as
+    nodata/masked. With ``skip_damaged`` a tile that fails its CRC is left empty and reported
+    instead of aborting the scene. Containers coded with a halo are synthesised tile by tile on
+    a canvas of the tile's latents and its neighbours', so tile borders look as if the scene was
+    coded whole.
     """
     import rasterio
     from fool.ground.synthesis import TorchSynthesis
-    from rasterio.enums import ColorInterp
 
     start = time.perf_counter()
     dst = Path(dst)
@@ -197,64 +269,21 @@ def decode_container(
         scene = container.scene
         if synthesis is None or not scene.model_matches(synthesis.codec.weights_sha256):
             synthesis = TorchSynthesis(scene.model_name, scene.model_sha256, threads)
+        source = TileSource(container, synthesis.codec, skip_damaged)
         tmp = dst.with_name(f".{dst.name}.partial.tif")
-        failed: list[tuple[int, int]] = []
         try:
             env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB)
-            with env, rasterio.open(tmp, "w", **output_profile(scene)) as out:
-                interp = [
-                    ColorInterp[c] if c in ColorInterp.__members__ else ColorInterp.undefined for c in scene.colorinterp
-                ]
-                try:
-                    out.colorinterp = interp
-                except (ValueError, rasterio.errors.RasterioError):
-                    pass
-                for i, d in enumerate(scene.descriptions, start=1):
-                    if d:
-                        out.set_band_description(i, d)
-                entries = {(e.row, e.col): e for e in container.coded_tiles}
-                cache: dict[tuple[int, int], TileLatents | None] = {}
-
-                def latents_at(rc: tuple[int, int]) -> TileLatents | None:
-                    """Each tile's payload is entropy-decoded once, also when it serves as a neighbour."""
-                    if rc not in cache:
-                        entry = entries.get(rc)
-                        cache[rc] = None
-                        if entry is not None:
-                            try:
-                                cache[rc] = decode_latents(entry, container.payload(entry), scene, synthesis.codec)
-                            except FoolError:
-                                if not skip_damaged:
-                                    raise
-                                failed.append(rc)
-                    return cache[rc]
-
-                for i, (row, col) in enumerate(sorted(entries)):
-                    for old in [rc for rc in cache if rc[0] < row - 1]:
-                        del cache[old]  # only the previous, current and next tile rows are kept
-                    latents = latents_at((row, col))
-                    if latents is None:
-                        continue
-                    neighbours = {}
-                    if scene.halo:
-                        for dr in (-1, 0, 1):
-                            for dc in (-1, 0, 1):
-                                r, c = row + dr, col + dc
-                                if (dr or dc) and 0 <= r < scene.grid.rows and 0 <= c < scene.grid.cols:
-                                    lat = latents_at((r, c))
-                                    neighbours[(dr, dc)] = None if lat is None else lat.y_hat
-                    tile = scene.grid.tile(row, col)
-                    values = render_tile(tile, latents, scene, synthesis, neighbours)
-                    window = tile.window()
-                    out.write(values, window=window)
-                    if scene.mask == "internal":
-                        # an array, never True: rasterio's write_mask(True) marks the whole band valid,
-                        # window or not, and wiped the masks of earlier tiles
-                        valid = latents.valid if latents.valid is not None else np.ones(values.shape[1:], bool)
-                        out.write_mask(valid, window=window)
+            with env, _open_output(tmp, scene) as out:
+                for i, (row, col) in enumerate(sorted(source.entries)):
+                    source.forget_above(row)
+                    latents = source.at((row, col))
+                    if latents is not None:
+                        tile = scene.grid.tile(row, col)
+                        values = render_tile(tile, latents, scene, synthesis, source.neighbours(row, col))
+                        _write_tile(out, scene, tile, values, latents.valid)
                     if progress:
-                        progress(i + 1, len(entries))
-                _fill_missing(out, scene, set(entries) - set(failed))
+                        progress(i + 1, len(source.entries))
+                _fill_missing(out, scene, set(source.entries) - set(source.failed))
             os.replace(tmp, dst)
         except rasterio.errors.RasterioIOError as exc:
             raise OutputError(f"cannot write {dst}: {exc}") from None
@@ -262,7 +291,7 @@ def decode_container(
             tmp.unlink(missing_ok=True)
     skipped = [(e.row, e.col) for e in container.tiles if e.mode == MODE_SKIPPED]
     lost = [(e.row, e.col) for e in container.tiles if e.mode == MODE_LOST]
-    return DecodeReport(dst, len(entries), time.perf_counter() - start, failed, skipped, lost)
+    return DecodeReport(dst, len(source.entries), time.perf_counter() - start, source.failed, skipped, lost)
 
 
 def _fill_missing(out, scene: SceneHeader, present: set[tuple[int, int]]) -> None:

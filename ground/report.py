@@ -188,7 +188,7 @@ class MapProjection:
 
 def _polygon(r: dict, ring: list[list[float]], project: MapProjection) -> str:
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (project(lon, lat) for lon, lat in ring))
-    colour = STATUS_COLOUR.get(r.get("status"), "#555")
+    colour = STATUS_COLOUR.get(r.get("status", ""), "#555")
     name = escape(r.get("stem", "?"))
     return (
         f'<polygon data-scene="{name}" points="{path}" fill="{colour}" fill-opacity="0.25"'

@@ -16,6 +16,8 @@ from fool.shared.zoo import ModelFiles
 
 class TorchAnalysis:
     name = "torch"
+    #: oneDNN may pick another kernel for another batch size: one tile per call, as before
+    batch_invariant = False
 
     def __init__(self, files: ModelFiles, threads: int | None = None) -> None:
         import torch
@@ -43,6 +45,9 @@ class OnnxAnalysis:
     """The flight runtime: onnxruntime + numpy only (no torch import anywhere on this path)."""
 
     name = "onnx"
+    #: ORT's CPU convolution works image by image, so a tile's latents do not depend on the
+    #: tiles batched with it (checked bit for bit): the encoder analyses several per call
+    batch_invariant = True
 
     def __init__(self, flight_dir: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -58,6 +63,10 @@ class OnnxAnalysis:
         if threads:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # idle pool threads would spin between runs, taking the core the entropy coder and
+        # the reader need (the issue's 19 s of system time); the values do not change
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(Path(flight_dir) / self.manifest["analysis"]), opts, providers=["CPUExecutionProvider"]
         )

@@ -225,10 +225,86 @@ def compress_scene(
         )
 
 
+def _batches(items, size: Callable[[object], int], cap: int):
+    """Consecutive runs of ``items`` of total ``size`` up to ``cap`` (at least one item each)."""
+    run, total = [], 0
+    for item in items:
+        n = size(item)
+        if run and total + n > cap:
+            yield run
+            run, total = [], 0
+        run.append(item)
+        total += n
+    if run:
+        yield run
+
+
+class _Prefetch:
+    """Runs an iterator in a thread, at most ``depth`` items ahead: reading the next tiles
+    (GDAL releases the GIL) overlaps the analysis and the coding of the previous ones."""
+
+    _END = object()
+
+    def __init__(self, items, depth: int = 2) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, args=(iter(items),), daemon=True, name="fool-read")
+        self._thread.start()
+
+    def _fill(self, items) -> None:
+        try:
+            for item in items:
+                if not self._put((True, item)):
+                    return
+            self._put((True, self._END))
+        except BaseException as exc:  # re-raised in the consumer, with its own traceback
+            self._put((False, exc))
+
+    def _put(self, entry) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        while True:
+            ok, item = self._queue.get()
+            if not ok:
+                raise item
+            if item is self._END:
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class TileCoder:
-    """Analyses tiles in a worker thread while the main thread entropy-codes and writes the
-    previous one: the runtime releases the GIL, so the two overlap, and at most two tiles are
-    in flight, so memory stays flat."""
+    """A three-stage pipeline: a reader thread reads tiles ahead, a worker thread analyses a
+    batch of them (the runtime releases the GIL) while the main thread entropy-codes and
+    writes the previous batch. A few small batches are in flight, so memory stays flat.
+
+    The integer hyper-synthesis of a batch's tiles and band groups runs as one batch (its
+    values do not depend on the batch). The runtime sees one tile per call (all its band
+    groups), as before: larger calls did not pay on ORT's CPU provider and cost peak memory;
+    :attr:`analysis_pixels` allows them for a runtime whose outputs do not depend on the batch
+    (``analysis.batch_invariant``; ORT's convolutions work image by image, checked bit for bit).
+    """
+
+    #: tiles per batch, and most input pixels (band groups x height x width) in one
+    batch_tiles = 8
+    batch_pixels = 8 * 2 * 128 * 128
+    #: most input pixels per runtime call for a batch-invariant runtime (one tile is always allowed)
+    analysis_pixels = 2 * 128 * 128
 
     def __init__(self, analysis, codec: LatentCodec, reader: SceneReader, code: int) -> None:
         self.analysis, self.codec, self.reader, self.code = analysis, codec, reader, code
@@ -236,47 +312,162 @@ class TileCoder:
         self.timings = {"analysis_s": 0.0, "entropy_s": 0.0}
 
     def analyse(self, data: TileData):
-        if data.valid is not None and not data.valid.any():
-            return data, None
+        return self.analyse_batch([data])[0]
+
+    def analyse_batch(self, batch: list[TileData]) -> list[tuple[TileData, tuple | None]]:
+        """-> (tile, latents or None when no pixel is valid) per tile, in order: tiles of equal
+        input shape share a runtime call when the runtime allows (``analysis.batch_invariant``)."""
         t0 = time.perf_counter()
-        latents = analyse_tile(self.analysis, data, np.stack(group_inputs(data, self.reader)))
+        out: list = [(data, None) for data in batch]
+        shapes: dict[tuple, list[tuple[int, np.ndarray]]] = {}
+        for i, data in enumerate(batch):
+            if data.valid is not None and not data.valid.any():
+                continue
+            x = np.stack(group_inputs(data, self.reader))
+            shapes.setdefault(x.shape, []).append((i, x))
+        together = getattr(self.analysis, "batch_invariant", False)
+        for shape, items in shapes.items():
+            g = shape[0]
+            step = max(1, self.analysis_pixels // (g * shape[2] * shape[3])) if together else 1
+            for s in range(0, len(items), step):
+                part = items[s : s + step]
+                if len(part) == 1:
+                    i, x = part[0]
+                    out[i] = batch[i], analyse_tile(self.analysis, batch[i], x)
+                    continue
+                y, z = self.analysis(np.concatenate([x for _, x in part]))
+                for j, (i, _) in enumerate(part):
+                    whole = _Fixed((y[j * g : (j + 1) * g], z[j * g : (j + 1) * g]), self.analysis)
+                    out[i] = batch[i], analyse_tile(whole, batch[i], None)
         self.timings["analysis_s"] += time.perf_counter() - t0
-        return data, latents
+        return out
 
     def encode(self, data: TileData, latents: tuple[np.ndarray, np.ndarray], code: int) -> bytes:
         """One tile's payload at quality ``code``: mask, then one stream for all band groups."""
-        y, z = latents
-        tile = data.tile
-        sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
-        stream = self.codec.encode_tile([(y[g], z[g]) for g in range(len(self.reader.groups))], code, sent)
-        return pack_tile(stream, data.valid)
+        return self.encode_many([(data, latents)], code)[0]
+
+    def encode_many(self, tiles: list[tuple[TileData, tuple[np.ndarray, np.ndarray]]], code: int) -> list[bytes]:
+        """:meth:`encode` of many tiles, with one batched integer hyper-synthesis."""
+        groups = len(self.reader.groups)
+        jobs = []
+        for data, (y, z) in tiles:
+            tile = data.tile
+            sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
+            jobs.append(([(y[g], z[g]) for g in range(groups)], code, sent))
+        streams = self.codec.encode_tiles(jobs)
+        return [pack_tile(stream, data.valid) for stream, (data, _) in zip(streams, tiles, strict=True)]
+
+    def write_batch(self, out, results, progress, done: int, total: int) -> int:
+        coded = [r for r in results if r[1] is not None]
+        t1 = time.perf_counter()
+        payloads = iter(self.encode_many(coded, self.code)) if coded else iter(())
+        self.timings["entropy_s"] += time.perf_counter() - t1
+        for data, latents in results:
+            if latents is None:  # every pixel invalid: not stored, decoded as nodata
+                self.skipped += 1
+            else:
+                flags = FLAG_MASK if data.valid is not None else 0
+                out.add_tile(data.tile.row, data.tile.col, next(payloads), self.code, flags)
+                self.coded += 1
+            done += 1
+            if progress:
+                progress(done, total)
+        return done
 
     def write(self, out, data: TileData, latents) -> None:
-        if latents is None:  # every pixel invalid: not stored, decoded as nodata
-            self.skipped += 1
-            return
-        t1 = time.perf_counter()
-        payload = self.encode(data, latents, self.code)
-        self.timings["entropy_s"] += time.perf_counter() - t1
-        out.add_tile(data.tile.row, data.tile.col, payload, self.code, FLAG_MASK if data.valid is not None else 0)
-        self.coded += 1
+        self.write_batch(out, [(data, latents)], None, 0, 0)
+
+    def tile_batches(self, halo: int):
+        """The scene's tiles in raster order, in runs of up to :attr:`batch_tiles` tiles and
+        :attr:`batch_pixels` input pixels."""
+        groups = len(self.reader.groups)
+        n = max(1, self.batch_tiles)
+        cap = max(1, self.batch_pixels)
+
+        def size(data: TileData) -> int:
+            ph, pw = data.tile.padded_shape
+            return max(groups * ph * pw, -(-cap // n))
+
+        return _batches(self.reader.tiles(halo), size, cap)
 
     def run(self, out, halo: int, progress: Callable[[int, int], None] | None) -> None:
         total, done = len(self.reader.grid), 0
-        with ThreadPoolExecutor(1) as pool:
-            pending: deque = deque()
-            for data in self.reader.tiles(halo):
-                pending.append(pool.submit(self.analyse, data))
-                if len(pending) > 1:
-                    self.write(out, *pending.popleft().result())
-                    done += 1
-                    if progress:
-                        progress(done, total)
-            while pending:
-                self.write(out, *pending.popleft().result())
-                done += 1
-                if progress:
-                    progress(done, total)
+        batches = _Prefetch(self.tile_batches(halo), depth=2)
+        try:
+            with _single_blas_thread(), ThreadPoolExecutor(1) as pool:
+                pending: deque = deque()
+                for batch in batches:
+                    pending.append(pool.submit(self.analyse_batch, batch))
+                    if len(pending) > 1:
+                        done = self.write_batch(out, pending.popleft().result(), progress, done, total)
+                while pending:
+                    done = self.write_batch(out, pending.popleft().result(), progress, done, total)
+        finally:
+            batches.close()
+
+
+class _Fixed:
+    """An analysis whose first call returns given latents (a batch's share), for analyse_tile."""
+
+    def __init__(self, latents, analysis) -> None:
+        self.latents, self.hyper = latents, analysis.hyper
+
+    def __call__(self, _inputs):
+        return self.latents
+
+
+def _blas_threads():
+    """-> (get, set) of the OpenBLAS thread count numpy uses, or None (another BLAS)."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = {line.split()[-1] for line in fh if "openblas" in line.lower() and ".so" in line}
+    except OSError:
+        return None
+    # numpy's own OpenBLAS first (a wheel's is in numpy.libs), not one that another library bundles
+    for lib in sorted(libs, key=lambda p: ("numpy" not in p, p)):
+        try:
+            so = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for suffix in ("64_", "", "_64"):
+            for prefix in ("scipy_openblas", "openblas"):
+                get = getattr(so, f"{prefix}_get_num_threads{suffix}", None)
+                set_ = getattr(so, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and set_ is not None:
+                    return get, set_
+    return None
+
+
+class _single_blas_thread:
+    """One OpenBLAS thread while a scene is coded: the integer hyper-synthesis's products are
+    small, the runtime has the other core, and idle OpenBLAS threads spin in sched_yield
+    (system time). Results do not depend on it (exact integers). Nested and concurrent scenes
+    share one count; the last to finish restores the thread count found before the first."""
+
+    _lock = __import__("threading").Lock()
+    _depth = 0
+    _saved: int | None = None
+    _api = None
+
+    def __enter__(self):
+        cls = type(self)
+        with cls._lock:
+            if cls._depth == 0:
+                cls._api = _blas_threads() if cls._api is None else cls._api
+                if cls._api:
+                    cls._saved = cls._api[0]()
+                    cls._api[1](1)
+            cls._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        cls = type(self)
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0 and cls._api and cls._saved:
+                cls._api[1](cls._saved)
 
 
 class PlannedCoder:

@@ -92,10 +92,10 @@ def _geometries(doc: dict, name: Path) -> list[dict]:
         geoms = [doc]
     else:
         geoms = []
-    geoms = [g for g in geoms if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon")]
-    if not geoms:
+    polygons = [g for g in geoms if isinstance(g, dict) and g.get("type") in ("Polygon", "MultiPolygon")]
+    if not polygons:
         raise InputError(f"{name} holds no Polygon or MultiPolygon (GeoJSON)")
-    return geoms
+    return polygons
 
 
 class FlatTiles:

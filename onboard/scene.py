@@ -151,9 +151,10 @@ class SceneReader:
         lo[~np.isfinite(lo)], hi[~np.isfinite(hi)] = 0.0, 0.0
         self.ranges = [bandlib.BandRange(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
         if self.dtype in ("uint16", "uint32"):
-            self.bits = [int(nbits) if tagged else bandlib.bits_for_max(h, self.dtype) for h in hi]
+            bits = [int(nbits) if tagged else bandlib.bits_for_max(h, self.dtype) for h in hi]
+            self.bits = list(bits)
             if self.value_range == "bitdepth":
-                self.ranges = [bandlib.integer_range(b) for b in self.bits]
+                self.ranges = [bandlib.integer_range(b) for b in bits]
 
     def windows(self, rows: int = 512):
         from rasterio.windows import Window

@@ -46,7 +46,9 @@ class CdfTable:
     offset: np.ndarray  # (K,) int32
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_lists", (self.cdf.tolist(), self.length.tolist(), self.offset.tolist()))
+        object.__setattr__(
+            self, "_lists", (_cdf_rows(self.cdf, self.length), self.length.tolist(), self.offset.tolist())
+        )
 
     def encode(self, symbols: np.ndarray, indexes: np.ndarray) -> bytes:
         cdf, length, offset = self._lists
@@ -75,22 +77,69 @@ class CdfTable:
         return np.asarray(values, dtype=np.int32).reshape(indexes.shape)
 
 
+def _cdf_rows(cdf: np.ndarray, length: np.ndarray) -> list[list[int]]:
+    """The CDF rows as lists, each cut to its length when that is safe.
+
+    compressai converts the whole table to C++ vectors on every call: with the padded rows
+    (64 x 3133 for y) that was most of the coder's time. The coder and the decoder only read
+    entries below ``length`` (the decoder's search stops at the row's last entry, 2**16,
+    which every state's cumulative frequency is below), so the cut rows code the same bits.
+    Rows that do not end in 2**16 keep their padding, as before.
+    """
+    rows = cdf.tolist()
+    n = np.asarray(length, dtype=np.int64)
+    k = np.arange(len(n))
+    ok = (n >= 2) & (n <= cdf.shape[1])
+    if ok.all() and (cdf[k, n - 1] == 1 << 16).all():
+        return [r[:m] for r, m in zip(rows, n.tolist(), strict=True)]
+    return rows
+
+
+#: (tables...) -> the tables' rows, lengths and offsets end to end, and each table's first index
+_JOINT: dict[tuple[int, ...], tuple] = {}
+
+
+def _joint(tables: tuple[CdfTable, ...]):
+    key = tuple(id(t) for t in tables)
+    hit = _JOINT.get(key)
+    if hit is None or any(a is not b for a, b in zip(hit[0], tables, strict=True)):
+        cdf, length, offset, base = [], [], [], []
+        for t in tables:
+            base.append(len(length))
+            c, n, o = t._lists
+            cdf += c
+            length += n
+            offset += o
+        if len(_JOINT) > 16:
+            _JOINT.clear()
+        hit = _JOINT[key] = (tables, (cdf, length, offset), base)
+    return hit[1], hit[2]
+
+
 def encode_stream(chunks: list[tuple[CdfTable, np.ndarray, np.ndarray]]) -> bytes:
     """(table, symbols, indexes) chunks -> one rANS stream, decoded in the same order.
 
     One stream per tile instead of one per latent: every rANS stream ends in an 8-byte state
     flush and needs a length field, which at 128-px tiles and low rates was a tenth of the bits.
+
+    The chunks go to the coder in one call, against their tables joined end to end (each
+    chunk's indexes shifted to its table's rows): the buffered coder codes each symbol with
+    its own row alone, so the stream is the one that a call per chunk would write, and the
+    tables cross into C++ once per tile instead of once per chunk.
     """
+    tables: list[CdfTable] = []
+    for table, _, _ in chunks:
+        if not any(table is t for t in tables):
+            tables.append(table)
+    (cdf, length, offset), base = _joint(tuple(tables))
+    symbols, indexes = [], []
+    for table, sym, idx in chunks:
+        b = base[next(i for i, t in enumerate(tables) if t is table)]
+        symbols.append(np.asarray(sym, dtype=np.int32).reshape(-1))
+        indexes.append(np.asarray(idx, dtype=np.int32).reshape(-1) + np.int32(b))
     enc = rans().BufferedRansEncoder()
-    for table, symbols, indexes in chunks:
-        cdf, length, offset = table._lists
-        enc.encode_with_indexes(
-            symbols.reshape(-1).astype(np.int32).tolist(),
-            indexes.reshape(-1).astype(np.int32).tolist(),
-            cdf,
-            length,
-            offset,
-        )
+    if symbols:
+        enc.encode_with_indexes(np.concatenate(symbols).tolist(), np.concatenate(indexes).tolist(), cdf, length, offset)
     return enc.flush()
 
 

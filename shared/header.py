@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Sequence
 
 from fool.shared.bands import SUPPORTED_DTYPES
 from fool.shared.errors import ContainerError
@@ -188,6 +189,7 @@ def decode_header(body: bytes) -> SceneHeader:
         size = r.byte()
         groups.append([r.varint(n) for _ in range(size)])
     bits = [b or None for b in r.take(n)] if flags & _BITS else [default_bits(dtype)] * n
+    ranges: Sequence[Sequence[float | None]] | None  # untrusted: SceneHeader.from_dict checks them
     if flags & _RANGES:
         ranges = [[r.num(), r.num()] for _ in range(n)]
     else:

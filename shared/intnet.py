@@ -44,32 +44,46 @@ def quantise_conv(weight: np.ndarray, bias: np.ndarray, relu: bool, shuffle: int
 
 
 def _conv3x3(a: np.ndarray, layer: IntConv) -> np.ndarray:
-    b, c, h, w = a.shape
-    padded = np.pad(a, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    cols = sliding_window_view(padded, (3, 3), axis=(2, 3))  # (b, c, h, w, 3, 3)
-    cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(b * h * w, c * 9)
-    acc = cols @ layer.weight.T + layer.bias  # exact: integers < 2**53
-    return acc.reshape(b, h, w, -1).transpose(0, 3, 1, 2)
+    """3x3 'same' convolution of channels-last (B, H, W, C) integers -> (B, H, W, out).
+
+    Channels-last keeps the im2col copy and the product contiguous, with no transposes
+    between layers; every output is the same exact integer sum in any layout, batch size
+    or BLAS blocking, so batching the band groups and tiles of a scene changes no value.
+    """
+    b, h, w, c = a.shape
+    padded = np.zeros((b, h + 2, w + 2, c), np.float64)
+    padded[:, 1:-1, 1:-1] = a
+    cols = sliding_window_view(padded, (3, 3), axis=(1, 2)).reshape(b * h * w, c * 9)  # (in, kh, kw)
+    acc = cols @ layer.weight.T  # exact: integers < 2**53
+    acc += layer.bias
+    return acc.reshape(b, h, w, -1)
 
 
 def _pixel_shuffle(a: np.ndarray, r: int) -> np.ndarray:
-    b, c, h, w = a.shape
-    a = a.reshape(b, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3)
-    return a.reshape(b, c // (r * r), h * r, w * r)
+    """Channels-last pixel shuffle: channel c * r * r + i * r + j -> pixel (y * r + i, x * r + j)."""
+    b, h, w, c = a.shape
+    a = a.reshape(b, h, w, c // (r * r), r, r).transpose(0, 1, 4, 2, 5, 3)
+    return a.reshape(b, h * r, w * r, c // (r * r))
 
 
 def hyper_params(z_hat: np.ndarray, layers: list[IntConv]) -> tuple[np.ndarray, np.ndarray]:
-    """(scales, means) of y before the gain, float64, from z_hat (B, C, h, w)."""
-    a = np.rint(np.asarray(z_hat, dtype=np.float64) * 2.0**FRAC_BITS)
+    """(scales, means) of y before the gain, float64, from z_hat (B, C, h, w).
+
+    The B hyper-latents are independent: calling this once on a batch gives exactly the
+    values of B calls on one each (tests/test_codec.py checks it)."""
+    a = np.rint(np.asarray(z_hat, dtype=np.float64).transpose(0, 2, 3, 1) * 2.0**FRAC_BITS)
     for i, layer in enumerate(layers):
         acc = _conv3x3(a, layer)
         if i == len(layers) - 1:
-            out = acc * np.exp2(-(layer.shift + FRAC_BITS))[None, :, None, None]
+            acc *= np.exp2(-(layer.shift + FRAC_BITS))
+            out = acc.transpose(0, 3, 1, 2)
             scales, means = np.split(out, 2, axis=1)
-            return np.abs(scales), means
-        a = np.floor(acc * np.exp2(-layer.shift)[None, :, None, None] + 0.5)
+            return np.abs(scales), np.ascontiguousarray(means)
+        acc *= np.exp2(-layer.shift)
+        acc += 0.5
+        a = np.floor(acc, out=acc)
         if layer.relu:
-            a = np.maximum(a, 0.0)
+            a = np.maximum(a, 0.0, out=a)
         if layer.shuffle > 1:
             a = _pixel_shuffle(a, layer.shuffle)
     raise ValueError("integer hyper-synthesis has no layers")

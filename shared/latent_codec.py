@@ -101,21 +101,46 @@ class LatentCodec:
     def hyper_params(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hyperprior scales and means of y before the gains: the integer network, the costly
         and quality-independent part, so rate control computes it once per tile."""
-        key = z_hat.tobytes()
-        if key in self._hyper_memo:
-            return self._hyper_memo[key]
-        scales, means = intnet.hyper_params(z_hat[None], self.hyper)
-        shift, m = self.hyper[-1].shift, scales.shape[1]
-        out = intnet.snap(scales, shift[:m]), intnet.snap(means, shift[m:])
+        return self.hyper_params_many([z_hat])[0]
+
+    #: most latent positions (y) one integer-network call works on: bounds its im2col buffers (~30 MB)
+    HYPER_BATCH = 4096
+
+    def hyper_params_many(self, z_hats: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`hyper_params` of many hyper-latents (band groups, tiles), computed in batches
+        of equal shape: one BLAS call per layer for many small latents instead of one each.
+        The integer network's values do not depend on the batch (see :mod:`shared.intnet`)."""
+        out: list = [None] * len(z_hats)
+        todo: dict[tuple, list[int]] = {}
+        keys = [z.tobytes() for z in z_hats]
+        for i, z in enumerate(z_hats):
+            hit = self._hyper_memo.get(keys[i])
+            if hit is not None:
+                out[i] = hit
+            else:
+                todo.setdefault((z.shape, z.dtype.str), []).append(i)
+        shift = self.hyper[-1].shift
+        for (shape, _), idx in todo.items():
+            step = max(1, self.HYPER_BATCH // max(1, 16 * shape[-1] * shape[-2]))
+            for s in range(0, len(idx), step):
+                part = idx[s : s + step]
+                scales, means = intnet.hyper_params(np.stack([z_hats[i] for i in part]), self.hyper)
+                m = scales.shape[1]
+                scales, means = intnet.snap(scales, shift[:m]), intnet.snap(means, shift[m:])
+                for j, i in enumerate(part):
+                    out[i] = scales[j : j + 1], means[j : j + 1]
         if self.memo_size:
-            if len(self._hyper_memo) >= self.memo_size:
-                self._hyper_memo.pop(next(iter(self._hyper_memo)))
-            self._hyper_memo[key] = out
+            for i in (i for idx in todo.values() for i in idx):
+                if keys[i] in self._hyper_memo:
+                    continue
+                if len(self._hyper_memo) >= self.memo_size:
+                    self._hyper_memo.pop(next(iter(self._hyper_memo)))
+                self._hyper_memo[keys[i]] = out[i]
         return out
 
-    def _y_params(self, z_hat: np.ndarray, code: int):
+    def _y_params(self, z_hat: np.ndarray, code: int, params=None):
         """Hyperprior scales and means of y in the gained domain, their CDF indexes, the gains."""
-        scales, means = self.hyper_params(z_hat)
+        scales, means = self.hyper_params(z_hat) if params is None else params
         gain, inv = self.gain_vectors(code)
         scales_g = scales[0] * gain
         return scales_g, scale_indexes(scales_g, self.scale_table), means[0] * gain, gain, inv
@@ -123,6 +148,9 @@ class LatentCodec:
     def _z_hat(self, z_sym: np.ndarray) -> np.ndarray:
         """Dequantised hyper-latent: one float32 add, identical on every IEEE machine."""
         return (z_sym.astype(np.float32) + self.z_medians[:, None, None]).astype(np.float32)
+
+    def _z_sym(self, z: np.ndarray) -> np.ndarray:
+        return np.rint(z.astype(np.float32) - self.z_medians[:, None, None]).astype(np.int32)
 
     def quantise(
         self, y: np.ndarray, z: np.ndarray, code: int, coded: np.ndarray | None = None
@@ -132,18 +160,20 @@ class LatentCodec:
         ``coded`` (h, w) marks the latents that are sent (:func:`shared.geometry.coded_latents`);
         the others get symbol 0, i.e. their predicted mean, on both sides.
         """
-        z_sym = np.rint(z.astype(np.float32) - self.z_medians[:, None, None]).astype(np.int32)
-        _, indexes, means_g, gain, _ = self._y_params(self._z_hat(z_sym), code)
+        return self._quantise(y, self._z_sym(z), code, coded)
+
+    def _quantise(self, y: np.ndarray, z_sym: np.ndarray, code: int, coded: np.ndarray | None, params=None):
+        _, indexes, means_g, gain, _ = self._y_params(self._z_hat(z_sym), code, params)
         y_g = y.astype(np.float64) * gain
         y_sym = np.rint(y_g - means_g).astype(np.int32)
         if coded is not None:
             y_sym[:, ~coded] = 0
         return z_sym, y_sym, indexes
 
-    def _chunks(self, y: np.ndarray, z: np.ndarray, code: int, coded: np.ndarray | None):
+    def _chunks(self, y: np.ndarray, z: np.ndarray, code: int, coded: np.ndarray | None, z_sym=None, params=None):
         """-> the (table, symbols, indexes) runs of one band group, in the order they are decoded:
         the hyper-latent, then the sent latents (whose indexes need the decoded hyper-latent)."""
-        z_sym, y_sym, indexes = self.quantise(y, z, code, coded)
+        z_sym, y_sym, indexes = self._quantise(y, self._z_sym(z) if z_sym is None else z_sym, code, coded, params)
         sent = np.ones(y.shape[1:], bool) if coded is None else coded
         return [(self.z_table, z_sym, self._z_indexes(z.shape[1:])), (self.y_table, y_sym[:, sent], indexes[:, sent])]
 
@@ -151,7 +181,25 @@ class LatentCodec:
         self, latents: list[tuple[np.ndarray, np.ndarray]], code: int, coded: np.ndarray | None = None
     ) -> bytes:
         """Every band group's (y, z) of one tile -> the tile's one rANS stream, run after run."""
-        return encode_stream([c for y, z in latents for c in self._chunks(y, z, code, coded)])
+        return self.encode_tiles([(latents, code, coded)])[0]
+
+    def encode_tiles(
+        self, tiles: list[tuple[list[tuple[np.ndarray, np.ndarray]], int, np.ndarray | None]]
+    ) -> list[bytes]:
+        """Many tiles' :meth:`encode_tile` (latents, code, coded) at once -> their streams, each
+        the bytes encode_tile writes; the integer hyper-synthesis of all their band groups runs
+        in batches (:meth:`hyper_params_many`)."""
+        z_syms = [[self._z_sym(z) for _, z in latents] for latents, _, _ in tiles]
+        params = iter(self.hyper_params_many([self._z_hat(s) for zs in z_syms for s in zs]))
+        streams = []
+        for (latents, code, coded), zs in zip(tiles, z_syms, strict=True):
+            chunks = [
+                c
+                for (y, z), z_sym in zip(latents, zs, strict=True)
+                for c in self._chunks(y, z, code, coded, z_sym, next(params))
+            ]
+            streams.append(encode_stream(chunks))
+        return streams
 
     def _sent(self, latent_shape: tuple[int, int], coded: np.ndarray | None) -> np.ndarray:
         h, w = latent_shape

@@ -206,8 +206,7 @@ def encode_row(row: TableRow) -> bytes:
 def build_packet(apid: int, seq_count: int, scene_id: int, body: Body, seq_flags: SequenceFlags | None = None) -> bytes:
     """One complete packet, CRC-16 last; ``seq_flags`` defaults to what the body's fragment fields say."""
     if seq_flags is None:
-        whole = isinstance(body, HeaderBody)
-        seq_flags = SequenceFlags.UNSEGMENTED if whole else segment_flags(body.index, body.count)
+        seq_flags = SequenceFlags.UNSEGMENTED if isinstance(body, HeaderBody) else segment_flags(body.index, body.count)
     secondary = SECONDARY.pack(FORMAT_VERSION << 4 | BODY_KIND[type(body)], scene_id)
     data = encode_body(body)
     size = len(secondary) + len(data) + CRC_SIZE

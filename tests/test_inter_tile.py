@@ -68,14 +68,16 @@ def test_halo_option_is_checked(grid_scene, tmp_path):
 def test_canvas_takes_only_the_adjacent_latents():
     own = np.zeros((1, 2, 4, 4), np.float32)
     steps = (-1, 0, 1)
-    n = {(dr, dc): np.full((1, 2, 4, 4), 10 * (dr + 1) + (dc + 1), np.float32) for dr in steps for dc in steps}
+    # every neighbour has its own value, none equal to the canvas' zero fill or to the tile's own zeros
+    n = {(dr, dc): np.full((1, 2, 4, 4), 10 * (dr + 1) + (dc + 1) + 1, np.float32) for dr in steps for dc in steps}
     n[(0, 1)] = None  # lost: that side is not widened
     canvas, top, left = latent_canvas(own, n, 2)
     assert (top, left) == (2, 2) and canvas.shape == (1, 2, 8, 6)
-    assert (canvas[..., :2, :2] == 0).all()  # top-left diagonal
-    assert (canvas[..., :2, 2:6] == 1).all() and (canvas[..., 6:, 2:6] == 21).all()
-    assert (canvas[..., 2:6, :2] == 10).all() and (canvas[..., 2:6, 2:6] == 0).all()
-    assert (canvas[..., 6:, :2] == 20).all()
+    assert (canvas[..., :2, :2] == 1).all()  # top-left diagonal
+    assert (canvas[..., :2, 2:6] == 2).all() and (canvas[..., 6:, 2:6] == 22).all()
+    assert (canvas[..., 2:6, :2] == 11).all() and (canvas[..., 2:6, 2:6] == 0).all()
+    assert (canvas[..., 6:, :2] == 21).all()
+    assert not np.isin(canvas, [3, 13, 23]).any()  # nothing from the lost side's column
 
 
 @pytest.mark.parametrize("halo", [65, -64, 512, "64"])

@@ -24,18 +24,23 @@ TILE = 64
 
 @pytest.fixture(scope="module")
 def decoded(tmp_path_factory) -> Path:
-    """Two scenes in 64-px tiles: ``holes`` lost its all-nodata tile (0, 0) on board and tile (1, 2)
-    in transit (damaged); ``clean`` is whole. Decoded with every output."""
+    """Two scenes in 64-px tiles: ``holes`` lost tile (0, 0) on the link (marked lost, as
+    ``fool unpack`` writes it) and tile (1, 2) arrived damaged; ``clean`` is whole. Decoded with
+    every output."""
     root = tmp_path_factory.mktemp("products")
     src = root / "in"
     fools = compress_all(src, {"clean": {"seed": 3}}, tile_size=TILE)
     holes = data.write(src / "holes.src.tif", nodata=0, seed=4)
-    with rasterio.open(holes, "r+") as ds:
-        ds.write(np.zeros((3, TILE, TILE), np.uint8), window=Window(0, 0, TILE, TILE))
     from fool.onboard.compress import compress_scene
+    from fool.shared.format import MODE_LOST, Container, write_container
 
-    compress_scene(holes, src / "holes.fool", quality=1.0, tile_size=TILE)
+    compress_scene(holes, src / "whole.fool", quality=1.0, tile_size=TILE)
     holes.unlink()
+    with Container.open(src / "whole.fool") as c, write_container(src / "holes.fool", c.header_bytes) as w:
+        for e in c.tiles:
+            lost = (e.row, e.col) == (0, 0)
+            w.add_tile(e.row, e.col, b"" if lost else c.payload(e), e.quality, e.flags, MODE_LOST if lost else e.mode)
+    (src / "whole.fool").unlink()
     damage_tile(src / "holes.fool", 1, 2)
     out = root / "out"
     r = run("decode", src, "-o", out, "--output", "both", "--cog", "--quicklook", "--stac", "--workers", 1)
@@ -48,7 +53,7 @@ def test_summary_counts_missing_and_damaged(decoded):
     s = json.loads((decoded / "summary.json").read_text())
     holes = next(r for r in s["results"] if r["stem"] == "holes")
     assert holes["missing"] == [[0, 0]] and holes["damaged"] == [[1, 2]] and holes["status"] == "partial"
-    assert holes["tiles"] == 12 and holes["received"] == 11  # 4x3 grid of 64-px tiles, one never sent
+    assert holes["tiles"] == 12 and holes["received"] == 11  # 4x3 grid of 64-px tiles, one lost
     assert s["missing_tiles"] == 1 and s["damaged_tiles"] == 1 and s["decoded"] == 1 and s["exit_code"] == 3
 
 

@@ -25,7 +25,8 @@ class DecodeCommand(click.Command):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:
-            exc.exit_code = 1
+            # click annotates exit_code as a ClassVar, but the per-instance override is what we mean
+            exc.exit_code = 1  # type: ignore[misc]
             raise
 
 
@@ -93,8 +94,13 @@ def _decode_one(src: Path, out: Path | None, threads: int | None, skip_damaged: 
     out = out or src.with_suffix(".decoded.tif")  # never the source scene's own name
     r = decode_container(src, out, threads, skip_damaged, progress("decode"))
     click.echo(f"{out}: {r.tiles} tiles in {r.seconds:.2f} s")
+    if r.skipped:
+        click.echo(f"note: {len(r.skipped)} tiles were not sent by the satellite (priority or budget)", err=True)
+    if r.lost:
+        click.echo(f"warning: {len(r.lost)} tiles lost on the link, left as nodata: {r.lost}", err=True)
     if r.failed:
         click.echo(f"warning: {len(r.failed)} damaged tiles left empty: {r.failed}", err=True)
+    if r.partial:
         raise SystemExit(3)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +85,8 @@ class FoolCodec(nn.Module):
     coded with the numpy tables of :meth:`latent_codec`. Both are built from :meth:`analyse`,
     :meth:`hyper_params` and :meth:`synthesise`."""
 
+    trained: dict[str, Any]  # set by :meth:`load` only: the checkpoint's step, train seconds and lineage
+
     def __init__(self, config: CodecConfig = CodecConfig()) -> None:
         super().__init__()
         self.config = config
@@ -126,11 +129,12 @@ class FoolCodec(nn.Module):
         as ``fool release`` builds them, until :meth:`update` drops them.
         """
         if self._latent_codec is None:
-            tables = self.source.with_suffix(".npz") if self.source is not None else None
-            if tables is not None and tables.exists():
+            source = self.source
+            tables = source.with_suffix(".npz") if source is not None else None
+            if source is not None and tables is not None and tables.exists():
                 codec = LatentCodec.load(tables)
-                if codec.weights_sha256 != file_sha256(self.source):
-                    raise ModelError(f"{tables} was released from other weights than {self.source}")
+                if codec.weights_sha256 != file_sha256(source):
+                    raise ModelError(f"{tables} was released from other weights than {source}")
                 self._latent_codec = codec
             else:
                 from fool.shared.nn.release import unreleased_codec
@@ -188,8 +192,8 @@ class FoolCodec(nn.Module):
         image holds (one band group, every latent sent): :meth:`LatentCodec.encode_tile`."""
         codec = self.latent_codec()
         code = quality_code(quality, codec.levels)
-        y, z = self.analyse(x.float())
-        y, z = y.numpy(), z.numpy()
+        y_t, z_t = self.analyse(x.float())
+        y, z = y_t.numpy(), z_t.numpy()
         strings = [codec.encode_tile([(y[i], z[i])], code) for i in range(y.shape[0])]
         return {"strings": strings, "shape": tuple(y.shape[2:])}
 
@@ -200,7 +204,7 @@ class FoolCodec(nn.Module):
         decoder clamps them."""
         codec = self.latent_codec()
         code = quality_code(quality, codec.levels)
-        y_hat = np.stack([codec.decode_tile(s, 1, tuple(shape), code)[0] for s in strings])
+        y_hat = np.stack([codec.decode_tile(s, 1, (shape[0], shape[1]), code)[0] for s in strings])
         return {"x_hat": self.synthesise(torch.from_numpy(y_hat)).clamp_(0, 1)}
 
     def aux_loss(self) -> torch.Tensor:

@@ -41,9 +41,13 @@ def install() -> None:
     pkg = types.ModuleType("compressai")
     pkg.__spec__, pkg.__path__, pkg.__file__ = spec, list(spec.submodule_search_locations), spec.origin
     pkg.__package__ = "compressai"
-    pkg.set_entropy_coder, pkg.get_entropy_coder = set_entropy_coder, get_entropy_coder
-    pkg.available_entropy_coders = available_entropy_coders
-    pkg._entropy_coder, pkg._available_entropy_coders = "ans", _CODERS
+    vars(pkg).update(  # the switches compressai's __init__ defines; a module's attributes are dynamic
+        set_entropy_coder=set_entropy_coder,
+        get_entropy_coder=get_entropy_coder,
+        available_entropy_coders=available_entropy_coders,
+        _entropy_coder="ans",
+        _available_entropy_coders=_CODERS,
+    )
     sys.modules["compressai"] = pkg
 
 

@@ -23,6 +23,9 @@ OPSET = 17
 
 
 class FrozenGDN(nn.Module):
+    beta: torch.Tensor  # buffers, registered in __init__
+    gamma: torch.Tensor
+
     def __init__(self, gdn: GDN) -> None:
         super().__init__()
         c = gdn.beta.shape[0]

@@ -7,17 +7,22 @@ network at (or within noise of) the smaller one's rate-distortion point.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from fool.shared.errors import ModelError
 from fool.shared.nn.codec import FoolCodec
+from fool.shared.nn.layers import conv_bias
 from torch import nn
 
+M = TypeVar("M", bound=nn.Module)
 
-def _first(module: nn.Module, kind: type) -> nn.Module:
+
+def _first(module: nn.Module, kind: type[M]) -> M:
     return next(m for m in module.modules() if isinstance(m, kind))
 
 
-def _last(module: nn.Module, kind: type) -> nn.Module:
+def _last(module: nn.Module, kind: type[M]) -> M:
     return [m for m in module.modules() if isinstance(m, kind)][-1]
 
 
@@ -59,8 +64,8 @@ def widen_latent(model: FoolCodec, trained: FoolCodec, x: torch.Tensor, seed: in
     fresh = torch.randn(new - old, *out_a.weight.shape[1:], generator=gen)
     new_a.weight[:old] = out_a.weight
     new_a.weight[old:] = fresh * _rms(out_a.weight) / _rms(fresh)
-    new_a.bias[:old] = out_a.bias
-    new_a.bias[old:] = 0
+    conv_bias(new_a)[:old] = conv_bias(out_a)
+    conv_bias(new_a)[old:] = 0
 
     in_ha, new_ha = _first(trained.h_a, nn.Conv2d), _first(model.h_a, nn.Conv2d)
     new_ha.weight.zero_()
@@ -82,10 +87,11 @@ def widen_latent(model: FoolCodec, trained: FoolCodec, x: torch.Tensor, seed: in
     new_hs.weight.zero_()
     new_hs.weight[:old] = out_hs.weight[:old]  # scales
     new_hs.weight[new : new + old] = out_hs.weight[old:]  # means
-    new_hs.bias[:old] = out_hs.bias[:old]
-    new_hs.bias[old:new] = spread
-    new_hs.bias[new : new + old] = out_hs.bias[old:]
-    new_hs.bias[new + old :] = centre
+    bias, out_bias = conv_bias(new_hs), conv_bias(out_hs)
+    bias[:old] = out_bias[:old]
+    bias[old:new] = spread
+    bias[new : new + old] = out_bias[old:]
+    bias[new + old :] = centre
 
 
 def rate_weights(m: int, channels_from: int, step: int, ramp_steps: int) -> torch.Tensor:

@@ -17,6 +17,13 @@ def deconv(in_ch: int, out_ch: int, kernel_size: int = 5, stride: int = 2) -> nn
     )
 
 
+def conv_bias(layer: nn.Conv2d | nn.ConvTranspose2d) -> torch.Tensor:
+    """The bias of a convolution (every one FOOL builds has one; torch types it optional)."""
+    if layer.bias is None:
+        raise ValueError(f"{layer} has no bias")
+    return layer.bias
+
+
 class SubpixelUp(nn.Sequential):
     """3x3 conv + pixel shuffle: upsampling made only of ops an integer network can do exactly.
 
@@ -44,15 +51,16 @@ class ResidualBottleneck(nn.Module):
     def __init__(self, n: int) -> None:
         super().__init__()
         h = n // 2
+        last = nn.Conv2d(h, n, 1)
         self.body = nn.Sequential(
             nn.Conv2d(n, h, 1),
             nn.ReLU(inplace=True),
             nn.Conv2d(h, h, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.Conv2d(h, n, 1),
+            last,
         )
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(conv_bias(last))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -95,11 +103,11 @@ class STERound(torch.autograd.Function):
     """Rounding with a straight-through gradient, so training decodes what compress() sends."""
 
     @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
+    def forward(ctx, x):
         return torch.round(x)
 
     @staticmethod
-    def backward(ctx, g):  # type: ignore[override]
+    def backward(ctx, g):
         return g
 
 

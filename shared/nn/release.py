@@ -5,26 +5,29 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from fool.shared import intnet
 from fool.shared.latent_codec import LatentCodec, file_sha256
 from fool.shared.nn.codec import FoolCodec
-from fool.shared.nn.layers import SubpixelUp
+from fool.shared.nn.layers import SubpixelUp, conv_bias
 
 
 def quantise_hyper_synthesis(model: FoolCodec) -> list[intnet.IntConv]:
     layers, mods = [], list(model.h_s)
     for i, mod in enumerate(mods):
         relu = i + 1 < len(mods) and isinstance(mods[i + 1], torch.nn.ReLU)
-        if isinstance(mod, SubpixelUp):
-            conv, shuffle = mod[0], mod[1].upscale_factor
+        conv: torch.nn.Conv2d
+        if isinstance(mod, SubpixelUp):  # built as (Conv2d, PixelShuffle)
+            conv, shuffle = cast(torch.nn.Conv2d, mod[0]), cast(torch.nn.PixelShuffle, mod[1]).upscale_factor
         elif isinstance(mod, torch.nn.Conv2d):
             conv, shuffle = mod, 1
         else:
             continue
-        layers.append(intnet.quantise_conv(conv.weight.detach().numpy(), conv.bias.detach().numpy(), relu, shuffle))
+        bias = conv_bias(conv).detach().numpy()
+        layers.append(intnet.quantise_conv(conv.weight.detach().numpy(), bias, relu, shuffle))
     return layers
 
 
