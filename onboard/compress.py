@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from fool.onboard.priority import CloudyTiles, FlatTiles, RegionOfInterest, TileRule, rank_tiles
@@ -225,9 +226,13 @@ def compress_scene(
         )
 
 
-def _batches(items, size: Callable[[object], int], cap: int):
+T = TypeVar("T")
+
+
+def _batches(items: Iterable[T], size: Callable[[T], int], cap: int) -> Iterator[list[T]]:
     """Consecutive runs of ``items`` of total ``size`` up to ``cap`` (at least one item each)."""
-    run, total = [], 0
+    run: list[T] = []
+    total = 0
     for item in items:
         n = size(item)
         if run and total + n > cap:
@@ -336,9 +341,9 @@ class TileCoder:
                     out[i] = batch[i], analyse_tile(self.analysis, batch[i], x)
                     continue
                 y, z = self.analysis(np.concatenate([x for _, x in part]))
-                for j, (i, _) in enumerate(part):
+                for j, (i, x) in enumerate(part):
                     whole = _Fixed((y[j * g : (j + 1) * g], z[j * g : (j + 1) * g]), self.analysis)
-                    out[i] = batch[i], analyse_tile(whole, batch[i], None)
+                    out[i] = batch[i], analyse_tile(whole, batch[i], x)
         self.timings["analysis_s"] += time.perf_counter() - t0
         return out
 
@@ -349,7 +354,7 @@ class TileCoder:
     def encode_many(self, tiles: list[tuple[TileData, tuple[np.ndarray, np.ndarray]]], code: int) -> list[bytes]:
         """:meth:`encode` of many tiles, with one batched integer hyper-synthesis."""
         groups = len(self.reader.groups)
-        jobs = []
+        jobs: list[tuple[list[tuple[np.ndarray, np.ndarray]], int, np.ndarray | None]] = []
         for data, (y, z) in tiles:
             tile = data.tile
             sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -44,6 +44,8 @@ class CdfTable:
     cdf: np.ndarray  # (K, L) int32
     length: np.ndarray  # (K,) int32
     offset: np.ndarray  # (K,) int32
+    #: the rows, lengths and offsets as the coder takes them (set from the arrays)
+    _lists: tuple[list[list[int]], list[int], list[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -103,7 +105,10 @@ def _joint(tables: tuple[CdfTable, ...]):
     key = tuple(id(t) for t in tables)
     hit = _JOINT.get(key)
     if hit is None or any(a is not b for a, b in zip(hit[0], tables, strict=True)):
-        cdf, length, offset, base = [], [], [], []
+        cdf: list[list[int]] = []
+        length: list[int] = []
+        offset: list[int] = []
+        base: list[int] = []
         for t in tables:
             base.append(len(length))
             c, n, o = t._lists

@@ -53,7 +53,8 @@ def _conv3x3(a: np.ndarray, layer: IntConv) -> np.ndarray:
     b, h, w, c = a.shape
     padded = np.zeros((b, h + 2, w + 2, c), np.float64)
     padded[:, 1:-1, 1:-1] = a
-    cols = sliding_window_view(padded, (3, 3), axis=(1, 2)).reshape(b * h * w, c * 9)  # (in, kh, kw)
+    cols = sliding_window_view(padded, (3, 3), axis=(1, 2))  # type: ignore[call-overload]
+    cols = cols.reshape(b * h * w, c * 9)  # columns (in, kh, kw)
     acc = cols @ layer.weight.T  # exact: integers < 2**53
     acc += layer.bias
     return acc.reshape(b, h, w, -1)

@@ -175,7 +175,10 @@ class LatentCodec:
         the hyper-latent, then the sent latents (whose indexes need the decoded hyper-latent)."""
         z_sym, y_sym, indexes = self._quantise(y, self._z_sym(z) if z_sym is None else z_sym, code, coded, params)
         sent = np.ones(y.shape[1:], bool) if coded is None else coded
-        return [(self.z_table, z_sym, self._z_indexes(z.shape[1:])), (self.y_table, y_sym[:, sent], indexes[:, sent])]
+        return [
+            (self.z_table, z_sym, self._z_indexes((z.shape[1], z.shape[2]))),
+            (self.y_table, y_sym[:, sent], indexes[:, sent]),
+        ]
 
     def encode_tile(
         self, latents: list[tuple[np.ndarray, np.ndarray]], code: int, coded: np.ndarray | None = None

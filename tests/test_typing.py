@@ -22,8 +22,9 @@ def test_package_type_checks(tmp_path):
     for side in ("onboard", "ground", "shared"):
         (pkg / side).symlink_to(ROOT / side)
     mypy = Path(sys.executable).parent / "mypy"
+    config, cache = str(ROOT / "pyproject.toml"), str(tmp_path / ".mypy")
     r = subprocess.run(
-        [str(mypy), "-p", "fool", "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / ".mypy")],
+        [str(mypy), "-p", "fool", "--config-file", config, "--cache-dir", cache],
         cwd=tmp_path,
         capture_output=True,
         text=True,
