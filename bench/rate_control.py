@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-
-from fool.evaluate import psnr, read_image
 from fool.ground.decode import decode_container
 from fool.ground.synthesis import TorchSynthesis
 from fool.onboard.compress import compress_scene, load_runtime
 from fool.shared.zoo import model_for
+
+from fool.evaluate import psnr, read_image
 
 SCENES = ("scenes/naip/m_4709963_se_14_1_20200831.tif", "scenes/worldview3/pan_0p5m.tif")
 

@@ -86,12 +86,24 @@ class LatentCodec:
         )
 
     def gain_vectors(self, code: int) -> tuple[np.ndarray, np.ndarray]:
-        """Gain and inverse gain for a quality code: linear interpolation, exact in IEEE."""
+        """Gain and inverse gain for a quality code.
+
+        The gain is interpolated linearly between adjacent levels (exact in IEEE arithmetic, so
+        both sides derive the same quantisation and CDF indexes). The inverse gain is the one
+        that keeps the product gain x inverse gain on the line between the levels' products:
+        interpolating the inverse gains themselves inflated the latents by 2-4 % between levels,
+        and quality 5.5 decoded 0.2 dB below quality 5 with 10 % more bytes. The inverse gain
+        only scales the decoded latents for the synthesis; it never reaches the entropy coder.
+        """
         q = min(max(code / QUALITY_STEP, 1.0), float(self.levels)) - 1.0
         lo = min(int(np.floor(q)), self.levels - 2)
         t = q - lo
         gain = (1.0 - t) * self.gains[lo] + t * self.gains[lo + 1]
-        inv = (1.0 - t) * self.inv_gains[lo] + t * self.inv_gains[lo + 1]
+        if t == 0.0 or t == 1.0:
+            inv = self.inv_gains[lo + int(t)]
+        else:
+            product = (1.0 - t) * self.gains[lo] * self.inv_gains[lo] + t * self.gains[lo + 1] * self.inv_gains[lo + 1]
+            inv = product / gain
         return gain[:, None, None], inv[:, None, None]
 
     def _z_indexes(self, shape: tuple[int, int]) -> np.ndarray:

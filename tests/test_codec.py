@@ -378,3 +378,21 @@ def test_released_weights_store_convolutions_in_float16(tmp_path):
     with torch.no_grad():
         y = torch.round(base.analyse(x)[0])
         assert (base.synthesise(y) - model.synthesise(y)).abs().max() < 2 / 255
+
+
+def test_fractional_qualities_sit_between_their_levels(codec):
+    """Between two levels the gain moves linearly and so does gain x inverse gain; at the levels
+    both are exactly the trained vectors. Interpolating the inverse gains instead inflated the
+    decoded latents by 2-4 % and made quality 5.5 decode worse than quality 5."""
+    for level in range(codec.levels):
+        gain, inv = codec.gain_vectors((level + 1) * 256)
+        assert np.array_equal(gain[:, 0, 0], codec.gains[level]) and np.array_equal(
+            inv[:, 0, 0], codec.inv_gains[level]
+        )
+    for code in (1.25 * 256, 5.5 * 256, 7.75 * 256):
+        lo, t = int(code // 256) - 1, (code % 256) / 256
+        gain, inv = codec.gain_vectors(int(code))
+        products = codec.gains * codec.inv_gains
+        want = (1 - t) * products[lo] + t * products[lo + 1]
+        assert np.allclose(gain[:, 0, 0] * inv[:, 0, 0], want, rtol=1e-12)
+        assert np.allclose(gain[:, 0, 0], (1 - t) * codec.gains[lo] + t * codec.gains[lo + 1], rtol=0)

@@ -3,9 +3,10 @@
 Variable rate follows "Asymmetric Gained Deep Image Compression" (Cui et al. 2021): one model
 is trained on ``L`` rate-distortion trade-offs at once; level ``l`` scales the latent by a
 learned per-channel gain before quantisation and by a learned inverse gain after it.
-A continuous quality ``q`` in ``[1, L]`` interpolates linearly between adjacent gain
-vectors. We prefer this to compressai's ``MeanScaleHyperpriorVbr`` because the rate is set by
-a fixed table of numbers rather than by a float MLP evaluated at run time: the ground
+A continuous quality ``q`` in ``[1, L]`` interpolates the gain linearly between adjacent
+levels, and the inverse gain so that their product does too. We prefer this to compressai's
+``MeanScaleHyperpriorVbr`` because the rate is set by a fixed table of numbers rather than by
+a float MLP evaluated at run time: the ground
 derives bit-identical quantisation steps from the quality byte in the container, on any
 machine.
 """
@@ -154,7 +155,9 @@ class FoolCodec(nn.Module):
         g = torch.exp(self.log_gain)
         ig = torch.exp(self.log_inv_gain)
         gain = (1 - t) * g[lo] + t * g[lo + 1]
-        inv = (1 - t) * ig[lo] + t * ig[lo + 1]
+        # the product gain x inverse gain, not the inverse gain, moves linearly between levels
+        # (as in fool.shared.latent_codec.LatentCodec.gain_vectors)
+        inv = ((1 - t) * g[lo] * ig[lo] + t * g[lo + 1] * ig[lo + 1]) / gain
         return gain[:, :, None, None], inv[:, :, None, None]
 
     def analyse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
