@@ -39,6 +39,10 @@ def fmt(x, spec="+.1f", unit="%"):
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:{spec}}{unit}"
 
 
+def _points(s: dict) -> int:
+    return max(len(c["bpp"]) for c in s["curves"].values())
+
+
 def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
     path = ROOT / "bench" / "results" / f"rd_{key}.json"
     if not path.exists():
@@ -49,8 +53,8 @@ def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
         "",
         f"`{cmd}` ({s['images']} images/scenes)",
         "",
-        "| codec | " + " | ".join(f"pt {i + 1}" for i in range(8)) + " |",
-        "|---|" + "---|" * 8,
+        "| codec | " + " | ".join(f"pt {i + 1}" for i in range(_points(s))) + " |",
+        "|---|" + "---|" * _points(s),
     ]
     for name, c in s["curves"].items():
         cells = [f"{b:.3f} / {p:.2f}" for b, p in zip(c["bpp"], c["psnr"], strict=True)]
