@@ -20,7 +20,7 @@ S2 = "../shared/data/scenes/sentinel2_l1c_20m"
 SETS = {
     "ucmerced_dev": (
         "UC Merced `dev` (RGB 256×256, uint8)",
-        "fool eval ../shared/data/ucmerced/dev [--limit 42] -o bench/results/rd_ucmerced_dev.json",
+        "fool eval ../shared/data/ucmerced/dev -o bench/results/rd_ucmerced_dev.json",
     ),
     "naip": (
         "NAIP `m_4709963_se_14_1_20200831.tif` (934×723, 4-band uint8)",
