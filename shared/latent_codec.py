@@ -124,9 +124,10 @@ class LatentCodec:
         The integer network's values do not depend on the batch (see :mod:`shared.intnet`)."""
         out: list = [None] * len(z_hats)
         todo: dict[tuple, list[int]] = {}
-        keys = [z.tobytes() for z in z_hats]
+        # the memo (rate control only) is keyed on the bytes; the streaming path skips the copies
+        keys = [z.tobytes() for z in z_hats] if self.memo_size else [b""] * len(z_hats)
         for i, z in enumerate(z_hats):
-            hit = self._hyper_memo.get(keys[i])
+            hit = self._hyper_memo.get(keys[i]) if self.memo_size else None
             if hit is not None:
                 out[i] = hit
             else:
