@@ -3,8 +3,9 @@
 A batch is a list of scenes (containers) and an output folder. Each scene is one task,
 :func:`decode_scene`: it writes its outputs under temporary names, renames them into place,
 and writes ``<stem>.done.json`` last. A re-run skips a scene whose record matches the input's
-size, mtime and CRC-32 and the options asked for, so an interrupted pass resumes and a
-changed container is decoded again.
+size, mtime and CRC-32 and the options that change what is written (:meth:`BatchOptions.signature`:
+output kinds, cog, quicklook, stac, strict, threads for pixels), so an interrupted pass resumes
+and a changed container, or one asked for with other options, is decoded again.
 
 Every task runs the same code with the same torch thread count (``threads``, 1 by default)
 wherever it runs, so the in-process, pool and Dask paths write identical pixels. Models are
@@ -67,8 +68,29 @@ class BatchOptions:
         return self.output in ("features", "both")
 
     def signature(self) -> dict:
-        """The options that change what is written: a done record made with others is redone."""
-        return {"output": self.output, "cog": self.cog, "quicklook": self.quicklook, "stac": self.stac}
+        """The options that change what is written: a done record made with others is redone.
+
+        ``strict`` changes a scene with a damaged tile from partial (nodata there) to failed.
+        ``threads`` is in it when pixels are written: float convolutions can differ in the last
+        bit between thread counts (docs/design.md), so a scene decoded with other threads could
+        differ from the rest of the batch; the latents are bit-exact, so features do not depend
+        on it. The features format is in it, so folders of an older format are written again.
+        The model is not an option: it is the container's, pinned by the input's fingerprint
+        (and TorchSynthesis refuses installed weights of another hash)."""
+        from fool.ground.features import FORMAT as FEATURES_FORMAT
+
+        sig: dict = {
+            "output": self.output,
+            "cog": self.cog,
+            "quicklook": self.quicklook,
+            "stac": self.stac,
+            "strict": self.strict,
+        }
+        if self.images:
+            sig["threads"] = self.threads
+        if self.features:
+            sig["features_format"] = FEATURES_FORMAT
+        return sig
 
 
 @dataclass
@@ -258,18 +280,51 @@ def one_line(exc: BaseException) -> str:
 
 
 def decode_scene(src: str | Path, outdir: str | Path, options: BatchOptions) -> SceneResult:
-    """Decode one container into ``outdir``; never raises for a problem of this scene."""
+    """Decode one container into ``outdir``; never raises for a problem of this scene.
+
+    A done record already there was made for another input or other options (else the scene
+    would have been skipped): it goes first, so no record ever vouches for a mix of old and new
+    outputs. If the scene then fails, the outputs that record listed go too: they are of another
+    input or options (say a damaged tile left as nodata, where ``strict`` asked to refuse it),
+    and a failed scene leaves nothing behind."""
     src, outdir = Path(src), Path(outdir)
     start = time.perf_counter()
+    stale = _drop_record(outdir, src.stem)
     try:
         record_input = fingerprint(src)
         result = _write_outputs(src, outdir, options)
     except Exception as exc:  # noqa: BLE001 - one scene's failure, whatever it is, must not stop the batch
+        _remove_outputs(outdir, stale)
         return SceneResult(str(src), src.stem, "failed", seconds=time.perf_counter() - start, error=one_line(exc))
     result.seconds = time.perf_counter() - start
     record = {"version": RECORD_VERSION, "input": record_input, "options": options.signature()}
     write_json_atomic(done_path(outdir, src.stem), record | {"result": result.to_dict()})
     return result
+
+
+def _drop_record(outdir: Path, stem: str) -> list[str]:
+    """Remove the scene's done record; -> the output names it listed (none without a readable record)."""
+    path = done_path(outdir, stem)
+    try:
+        outputs = json.loads(path.read_text())["result"]["outputs"]
+        names = [n for n in outputs.values() if isinstance(n, str)] if isinstance(outputs, dict) else []
+    except (OSError, ValueError, KeyError, TypeError):
+        names = []
+    path.unlink(missing_ok=True)
+    return names
+
+
+def _remove_outputs(outdir: Path, names: list[str]) -> None:
+    import shutil
+
+    for name in names:
+        target = outdir / name
+        if Path(name).name != name or name.startswith("."):
+            continue  # a record names files inside the folder only; never follow anything else
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def _write_outputs(src: Path, outdir: Path, options: BatchOptions) -> SceneResult:

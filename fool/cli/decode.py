@@ -40,7 +40,9 @@ Exit codes:
 \b
 Batch outputs in OUT: <stem>.tif (image), <stem>.features/ (latents), <stem>.png
 (--quicklook), <stem>.item.json (--stac), <stem>.done.json (resume record) and
-summary.json. A re-run skips scenes already done; a changed container is redone."""
+summary.json. A re-run skips scenes already done with the same --output, --cog,
+--quicklook, --stac, --strict (and --threads for images); a changed container, or other
+options, is redone. Features carry per-tile validity (tile.valid) and list absent tiles."""
 
 
 @click.command(cls=DecodeCommand, epilog=EPILOG)
