@@ -13,6 +13,7 @@ from fool.cli import (
     compress,
     decode,
     demo,
+    eval_task,
     evaluate,
     export_onnx,
     info,
@@ -23,6 +24,7 @@ from fool.cli import (
     release,
     report,
     train,
+    train_classifier,
     unpack,
 )
 from fool.shared.errors import FoolError
@@ -67,6 +69,9 @@ for _command in (
     pack.pack,
     unpack.unpack,
     link_sim.link_sim,
+    eval_task.eval_task,
+    train_classifier.train_classifier,
+    train_classifier.train_feature_mode,
 ):
     main.add_command(_command)
 

@@ -1,0 +1,1 @@
+"""Downstream tasks that judge what survives compression: scene classification and cloud masking."""

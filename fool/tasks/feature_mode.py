@@ -1,0 +1,232 @@
+"""FOOL's feature mode: the ground restores a frozen backbone's features from the latents.
+
+The onboard side is unchanged (the same fool-m encoder and the same bytes), so the mode costs
+no bits and no onboard time; only the ground decoder differs. Instead of synthesising pixels
+and running the classifier's backbone on them, a small network maps the dequantised latents
+``y_hat`` (192 channels at stride 16) straight to the backbone's 128-channel stride-16
+features, and the classifier's remaining layers (``head``) run on those. It is trained by
+feature distillation: the target is the frozen backbone's output on the original image, plus
+a distillation term on the head's class scores; the rate term of FOOL's loss is constant here
+because the encoder is frozen.
+
+Training data are latents of 128-px tiles, as the container codes them, stitched on the image's
+latent grid, at random qualities in [1, 8] (the variable-rate gains of the shipped model).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fool.shared.errors import ModelError
+from fool.tasks.classifier import FEATURE_CHANNELS, SceneClassifier, fit, labelled_images, read_rgb, warmup_cosine
+
+TILE = 128  # the container's default tile size: latents are computed per tile, as on board
+
+
+class _Res(nn.Module):
+    def __init__(self, ch: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, 1, 1), nn.LeakyReLU(0.1, inplace=True), nn.Conv2d(ch, ch, 3, 1, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class FeatureDecoder(nn.Module):
+    """Latents (N, M, h, w) -> backbone features (N, 128, h, w), same grid (stride 16)."""
+
+    def __init__(self, latent_channels: int = 192, width: int = 192, blocks: int = 3) -> None:
+        super().__init__()
+        self.config = {"latent_channels": latent_channels, "width": width, "blocks": blocks}
+        self.net = nn.Sequential(
+            nn.Conv2d(latent_channels, width, 3, 1, 1),
+            nn.LeakyReLU(0.1, inplace=True),
+            *[_Res(width) for _ in range(blocks)],
+            nn.Conv2d(width, FEATURE_CHANNELS, 3, 1, 1),
+        )
+
+    def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.net(y_hat)
+
+
+@dataclass
+class FeatureModeModel:
+    """The shipped pair: the feature decoder and the classifier whose backbone it replaces."""
+
+    decoder: FeatureDecoder
+    classifier: SceneClassifier
+    codec_id: str  # the fool model whose latents it reads, name@sha256[:16]
+
+    @classmethod
+    def load(cls, path: Path, classifier: SceneClassifier | None = None) -> FeatureModeModel:
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            decoder = FeatureDecoder(**ckpt["config"])
+            decoder.load_state_dict(ckpt["state"])
+            clf = classifier or SceneClassifier(ckpt["classes"])
+            if classifier is None:
+                clf.load_state_dict(ckpt["classifier_state"])
+        except (OSError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"{path}: not a feature-mode checkpoint ({exc.__class__.__name__})") from exc
+        return cls(decoder.eval(), clf.eval(), ckpt["codec_id"])
+
+    @torch.no_grad()
+    def features(self, y_hat: np.ndarray) -> np.ndarray:
+        """Restored backbone features of latents (N, M, h, w) or (M, h, w)."""
+        x = torch.from_numpy(np.asarray(y_hat, np.float32))
+        squeeze = x.dim() == 3
+        out = self.decoder(x[None] if squeeze else x).numpy()
+        return out[0] if squeeze else out
+
+    @torch.no_grad()
+    def classify(self, y_hat: np.ndarray) -> np.ndarray:
+        """Class indices from latents (N, M, h, w): the head runs on restored features."""
+        feats = torch.from_numpy(self.features(y_hat))
+        return self.classifier.head(feats).argmax(1).numpy()
+
+
+def stitch_tiles(tiles: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+    """Per-tile latents {(row, col): (M, h, w)} -> one (M, H, W) latent image."""
+    rows = max(r for r, _ in tiles) + 1
+    cols = max(c for _, c in tiles) + 1
+    return np.concatenate([np.concatenate([tiles[(r, c)] for c in range(cols)], axis=2) for r in range(rows)], axis=1)
+
+
+@torch.no_grad()
+def tile_latents(codec, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y, means) of unit-range images (N, 3, H, W), analysed per 128-px tile and stitched.
+
+    ``means`` come from the decoded hyper-latent (quantised at its medians), as the ground sees them.
+    """
+    n, c, h, w = images.shape
+    r, k = h // TILE, w // TILE
+    tiles = images.reshape(n, c, r, TILE, k, TILE).permute(0, 2, 4, 1, 3, 5).reshape(n * r * k, c, TILE, TILE)
+    y, z = codec.analyse(tiles)
+    medians = codec.entropy_bottleneck._get_medians()
+    z_hat = torch.round(z - medians) + medians
+    _, means = codec.hyper_params(z_hat)
+
+    def back(t: torch.Tensor) -> torch.Tensor:
+        m, th, tw = t.shape[1:]
+        return t.reshape(n, r, k, m, th, tw).permute(0, 3, 1, 4, 2, 5).reshape(n, m, r * th, k * tw)
+
+    return back(y), back(means)
+
+
+def quantise(codec, y: torch.Tensor, means: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """y_hat at per-sample qualities, as the container's dequantisation gives it."""
+    gain, inv = codec.gains(quality)
+    return (torch.round((y - means) * gain) + means * gain) * inv
+
+
+@dataclass
+class FeatureModeOptions:
+    steps: int = 3000
+    batch: int = 32
+    lr: float = 1e-3
+    kd_weight: float = 0.5
+    seed: int = 0
+    threads: int = 2
+
+
+def train_feature_mode(
+    train_dir: Path,
+    classifier_path: Path,
+    codec_name: str,
+    out: Path,
+    options: FeatureModeOptions | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Distil the classifier's backbone into a decoder of ``codec_name``'s latents; save to ``out``."""
+    from fool.shared import zoo
+    from fool.shared.latent_codec import file_sha256
+    from fool.shared.nn.codec import FoolCodec
+
+    opts = options or FeatureModeOptions()
+    torch.manual_seed(opts.seed)
+    torch.set_num_threads(opts.threads)
+    rng = np.random.default_rng(opts.seed)
+    files = zoo.find(codec_name)
+    codec = FoolCodec.load(files.weights).eval()
+    codec_id = f"{codec_name}@{file_sha256(files.weights)[:16]}"
+    classifier = SceneClassifier.load(classifier_path)
+    for p in list(codec.parameters()) + list(classifier.parameters()):
+        p.requires_grad_(False)
+    paths, labels, classes = labelled_images(train_dir)
+    if classes != classifier.classes:
+        raise ModelError(f"{train_dir}: classes differ from the classifier's")
+    t0 = time.perf_counter()
+    ys, ms, feats, logits = [], [], [], []
+    images = np.stack([fit(read_rgb(p)) for p in paths])
+    for flip in (False, True):  # the latents of mirrored images double the data
+        for i in range(0, len(images), 16):
+            x = torch.from_numpy(images[i : i + 16].astype(np.float32)).permute(0, 3, 1, 2)
+            x = x.flip(3) if flip else x
+            y, m = tile_latents(codec, x / 255)
+            with torch.no_grad():
+                f = classifier.features(x)
+                logits.append(classifier.head(f))
+            ys.append(y)
+            ms.append(m)
+            feats.append(f)
+    y_all, m_all, f_all, l_all = torch.cat(ys), torch.cat(ms), torch.cat(feats), torch.cat(logits)
+    lab_all = torch.from_numpy(np.concatenate([labels, labels]))
+    f_scale = f_all.pow(2).mean().sqrt()
+    log(f"latents and targets of {len(y_all)} images in {time.perf_counter() - t0:.0f} s")
+    decoder = FeatureDecoder(y_all.shape[1])
+    optim = torch.optim.AdamW(decoder.parameters(), lr=opts.lr, weight_decay=1e-4)
+    sched = warmup_cosine(optim, opts.steps)
+    history: list[dict] = []
+    acc_sum, loss_sum, seen = 0.0, 0.0, 0
+    for step in range(1, opts.steps + 1):
+        idx = torch.from_numpy(rng.integers(0, len(y_all), opts.batch))
+        q = torch.from_numpy(rng.uniform(1.0, float(codec.levels), opts.batch)).float()
+        y_hat = quantise(codec, y_all[idx], m_all[idx], q)
+        pred = decoder(y_hat)
+        out_logits = classifier.head(pred)
+        feat_loss = F.mse_loss(pred, f_all[idx]) / f_scale**2
+        kd = F.kl_div(F.log_softmax(out_logits / 2, 1), F.softmax(l_all[idx] / 2, 1), reduction="batchmean") * 4
+        loss = feat_loss + opts.kd_weight * kd
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        sched.step()
+        loss_sum += float(loss.detach())
+        acc_sum += float((out_logits.argmax(1) == lab_all[idx]).float().mean())
+        seen += 1
+        if step % 100 == 0 or step == opts.steps:
+            row = {"step": step, "loss": loss_sum / seen, "train_accuracy": acc_sum / seen}
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            acc_sum, loss_sum, seen = 0.0, 0.0, 0
+            _save(decoder, classifier, codec_id, opts, history, out)
+    return history[-1]
+
+
+def _save(decoder: FeatureDecoder, classifier: SceneClassifier, codec_id: str, opts, history, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    torch.save(
+        {
+            "config": decoder.config,
+            "state": {k: v.detach().clone() for k, v in decoder.state_dict().items()},
+            "classes": classifier.classes,
+            "classifier_state": classifier.state_dict(),
+            "codec_id": codec_id,
+            "options": asdict(opts),
+            "history": history,
+        },
+        tmp,
+    )
+    tmp.replace(out)
