@@ -28,6 +28,10 @@ from fool.shared.errors import InputError
 from fool.shared.geometry import DEFAULT_TILE
 
 OURS_QUALITIES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+#: qualities of the ``--modes auto`` curve: the learned range with per-tile JPEG 2000, then the
+#: upper range where every tile is JPEG 2000 (onboard.modes)
+INTRA_QUALITIES = OURS_QUALITIES + (9.0, 10.0, 11.0, 12.0)
+INTRA_SUFFIX = "+intra"
 J2K_PSNR_TARGETS = (22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46, 48, 50)
 #: Whole-codestream rates (bpp, all bands) that the rate sweep of JPEG 2000 hits per image.
 J2K_RATE_TARGETS = (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.6, 2.5, 4.0)
@@ -48,6 +52,7 @@ class Point:
     decode_s: float
     pixels: int
     payload_bpp: float | None = None  # ours only: tile payloads without header, table and footer
+    modes: dict[str, int] | None = None  # ours only: coded tiles per mode (learned, j2k, jpegls)
 
 
 def read_image(path: Path) -> tuple[np.ndarray, int]:
@@ -231,6 +236,7 @@ def eval_ours(
                     t2 - t1,
                     r.pixels,
                     8 * r.payload_bytes / r.pixels,
+                    dict(r.modes),
                 )
             )
     return points
@@ -367,8 +373,13 @@ def evaluate(
     tile_size: int = DEFAULT_TILE,
     with_msssim: bool = False,
     log: Callable[[str], None] = print,
+    intra: bool = False,
+    intra_qualities=INTRA_QUALITIES,
 ) -> dict:
-    """Code every input with every model and reference codec; -> the summary ``save`` writes."""
+    """Code every input with every model and reference codec; -> the summary ``save`` writes.
+
+    With ``intra`` each model also runs with ``modes="auto"`` over :data:`INTRA_QUALITIES`, as
+    the curve ``<model>+intra``; ``summary["modes"]`` counts the tile modes it chose."""
     unknown = [c for c in codecs if c not in REFERENCE_CODECS]
     if unknown:  # a typo would otherwise give a benchmark with no reference and no BD-rate
         raise InputError(f"unknown reference codec {', '.join(unknown)}: choose from {', '.join(REFERENCE_CODECS)}")
@@ -378,15 +389,24 @@ def evaluate(
     files = find_inputs(inputs, limit)
     MSSSIM["enabled"] = with_msssim
     qualities = sorted(set(qualities) | {default_quality})
-    points = collect_points(files, models, codecs, qualities, tile_size, log)
-    summary = summarise(points, models, codecs, qualities, default_quality)
+    points = collect_points(files, models, codecs, qualities, tile_size, log, intra_qualities if intra else ())
+    labels = list(models) + ([f"{m}{INTRA_SUFFIX}" for m in models] if intra else [])
+    summary = summarise(points, labels, codecs, qualities, default_quality)
     summary |= {"images": len(files), "inputs": [str(p) for p in inputs]}
     return summary
 
 
 def collect_points(
-    files: list[Path], models: list[str], codecs: list[str], qualities, tile_size: int, log: Callable[[str], None]
+    files: list[Path],
+    models: list[str],
+    codecs: list[str],
+    qualities,
+    tile_size: int,
+    log: Callable[[str], None],
+    intra_qualities=(),
 ) -> list[Point]:
+    """Every point of the benchmark; with ``intra_qualities`` each model also runs with
+    ``modes="auto"`` at those qualities and the shared ones, labelled ``<model>+intra``."""
     from fool.ground.synthesis import TorchSynthesis
     from fool.onboard.compress import load_runtime
 
@@ -399,6 +419,10 @@ def collect_points(
         img, bits = read_image(f)
         for m, (engine, synth) in engines.items():
             points += eval_ours(m, f, img, bits, qualities, engine, synth, tile_size)
+            if intra_qualities:
+                extra = sorted(set(intra_qualities) | set(qualities))
+                label = f"{m}{INTRA_SUFFIX}"
+                points += eval_ours(m, f, img, bits, extra, engine, synth, tile_size, label, modes="auto")
         for c in codecs:
             points += eval_lossless(c, f, img, bits) if c in LOSSLESS else eval_classical(c, f, img, bits)
         if (i + 1) % 10 == 0 or i + 1 == len(files):
@@ -453,9 +477,26 @@ def summarise(points: list[Point], models: list[str], codecs: list[str], qualiti
             summary["per_image"][key] = per_image_bd(points, ref, m)
             summary["at_default_quality"][key] = matched_psnr(points, ref, m, default_quality)
             summary["matched"][key] = {str(q): matched_psnr(points, ref, m, q) for q in qualities}
+    summary["modes"] = mode_counts(points)
     # strict JSON: a lossless point's PSNR (infinite) is written as null
     summary["points"] = [asdict(p) | ({"psnr": None} if math.isinf(p.psnr) else {}) for p in points]
     return summary
+
+
+def mode_counts(points: list[Point]) -> dict:
+    """Per curve of ours that used tile modes other than learned: tiles per mode, over all
+    points and per setting."""
+    out: dict = {}
+    mixed = {p.codec for p in points if p.modes and set(p.modes) - {"learned"}}
+    for p in points:
+        if not p.modes or p.codec not in mixed:
+            continue
+        entry = out.setdefault(p.codec, {"total": {}, "by_quality": {}})
+        per = entry["by_quality"].setdefault(str(p.setting), {})
+        for mode, n in p.modes.items():
+            entry["total"][mode] = entry["total"].get(mode, 0) + n
+            per[mode] = per.get(mode, 0) + n
+    return out
 
 
 def plot(summary: dict, path: Path, title: str) -> None:
@@ -507,6 +548,13 @@ def table(summary: dict, worst: int = 5) -> str:
             for row in [r for r in pi["per_image"] if r["bd_rate"] is not None][:worst]:
                 if row["bd_rate"] > 0:
                     lines.append(f"    behind on {Path(row['image']).name}: {_pct(row['bd_rate'])}")
+    for name, m in summary.get("modes", {}).items():
+        total = sum(m["total"].values()) or 1
+        shares = ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in sorted(m["total"].items()))
+        lines.append(f"tile modes {name}: {shares} of {total} tiles")
+        for q, counts in m["by_quality"].items():
+            n = sum(counts.values()) or 1
+            lines.append(f"  quality {float(q):g}: " + ", ".join(f"{k} {v}/{n}" for k, v in sorted(counts.items())))
     for k, v in summary["at_default_quality"].items():
         if v["delta_psnr_db"] is not None:
             lines.append(

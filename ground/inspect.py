@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fool.shared.format import FLAG_MASK, MODE_LOST, MODE_SKIPPED, Container
+from fool.shared.format import FLAG_MASK, MODE_INTRA, MODE_LOST, MODE_SKIPPED, Container
 
-MODE_NAMES = {MODE_SKIPPED: "skipped", MODE_LOST: "lost"}
+MODE_NAMES = {MODE_SKIPPED: "skipped", MODE_LOST: "lost", MODE_INTRA: "intra"}
 
 
 def describe(path: Path) -> dict:
@@ -30,6 +30,7 @@ def describe(path: Path) -> dict:
                 "coded": len(coded),
                 "skipped": sum(e.mode == MODE_SKIPPED for e in c.tiles),
                 "lost": sum(e.mode == MODE_LOST for e in c.tiles),
+                "intra": sum(e.mode == MODE_INTRA for e in c.tiles),
                 "masked": sum(bool(e.flags & FLAG_MASK) for e in c.tiles),
                 "min_bytes": min(sizes),
                 "max_bytes": max(sizes),

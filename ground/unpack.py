@@ -31,7 +31,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fool.shared.errors import ContainerError, InputError, OutputError
-from fool.shared.format import MODE_CODEC, MODE_LOST, MODE_SKIPPED, parse_header_record, write_container
+from fool.shared.format import (
+    MODE_CODEC,
+    MODE_LOST,
+    MODE_SKIPPED,
+    PAYLOAD_MODES,
+    parse_header_record,
+    write_container,
+)
 from fool.shared.packets import HeaderBody, Packet, ScanStats, TableBody, TableRow, TileBody, scan_packets
 from fool.shared.scene import SceneHeader
 
@@ -50,6 +57,7 @@ class TileAssembly:
     quality: int
     flags: int
     chunks: dict[int, bytes] = field(default_factory=dict)
+    mode: int = MODE_CODEC  # learned or intra, as the tile packets say
 
     def add(self, body: TileBody) -> None:
         self.chunks.setdefault(body.offset, body.data)
@@ -94,7 +102,8 @@ class SceneAssembly:
         else:
             key = (body.row, body.col, body.length, body.crc32)
             if key not in self.tiles:
-                self.tiles[key] = TileAssembly(*key, body.quality, body.flags)
+                mode = body.mode if body.mode in PAYLOAD_MODES else MODE_CODEC
+                self.tiles[key] = TileAssembly(*key, body.quality, body.flags, mode=mode)
                 self.at.setdefault(key[:2], []).append(self.tiles[key])
             self.tiles[key].add(body)
 
@@ -270,7 +279,7 @@ def _place(asm: SceneAssembly, row: int, col: int, covered: bool, result: SceneR
         payload = tile.payload()
         if payload is not None:
             result.tiles_recovered += 1
-            return payload, tile.quality, tile.flags, MODE_CODEC
+            return payload, tile.quality, tile.flags, tile.mode
     (result.damaged if candidates else result.unknown).append([row, col])
     quality, flags = (candidates[0].quality, candidates[0].flags) if candidates else (0, 0)
     return b"", quality, flags, MODE_LOST
@@ -280,11 +289,11 @@ def _from_table(asm: SceneAssembly, e: TableRow, result: SceneResult) -> tuple:
     if e.mode == MODE_SKIPPED:
         result.tiles_skipped += 1
         return b"", e.quality, e.flags, MODE_SKIPPED
-    tile = asm.tiles.get((e.row, e.col, e.length, e.crc32)) if e.mode == MODE_CODEC else None
+    tile = asm.tiles.get((e.row, e.col, e.length, e.crc32)) if e.mode in PAYLOAD_MODES else None
     payload = tile.payload() if tile is not None else None
     if payload is not None:
         result.tiles_recovered += 1
-        return payload, e.quality, e.flags, MODE_CODEC
+        return payload, e.quality, e.flags, e.mode
     (result.damaged if tile is not None else result.missing).append([e.row, e.col])
     return b"", e.quality, e.flags, MODE_LOST
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+from fool.onboard import modes as modelib
 from fool.onboard.priority import CloudyTiles, FlatTiles, RegionOfInterest, TileRule, rank_tiles
 from fool.onboard.rate_control import PlannedTile, allocate
 from fool.onboard.scene import SceneReader, TileData
 from fool.shared import zoo
 from fool.shared.errors import InputError, ModelError, OutputError
-from fool.shared.format import FLAG_MASK, MODE_SKIPPED, write_container
+from fool.shared.format import FLAG_MASK, MODE_INTRA, MODE_SKIPPED, write_container
 from fool.shared.geometry import ALIGN, DEFAULT_TILE, coded_latents
 from fool.shared.latent_codec import QUALITY_STEP, LatentCodec, quality_code
 from fool.shared.scene import MAX_HALO, SceneHeader, pack_tile
@@ -35,6 +36,7 @@ class CompressReport:
     timings: dict = field(default_factory=dict)
     payload_bytes: int = 0  # tile payloads only, without header, table and footer
     table_bytes: int = 0  # the tile table
+    modes: dict[str, int] = field(default_factory=dict)  # coded tiles per mode: learned, j2k, jpegls
 
     @property
     def bpp(self) -> float:
@@ -131,11 +133,33 @@ class CompressOptions:
     roi_outside: str = "lowest"
     flat: str | None = None  # "lowest" or "skip" for near-constant tiles (onboard.priority.FlatTiles)
     cloudy: str | None = None  # "lowest" or "skip" for tiles the brightness test calls cloudy
+    #: "learned": every tile with the learned codec; "auto": per tile, the learned codec or
+    #: JPEG 2000, whichever has the lower rate-distortion cost (onboard.modes)
+    modes: str = "learned"
+    max_error: int | None = None  # every tile JPEG-LS: no sample more than this many raw units off
 
     def check(self) -> None:
         """Refuse bad options before any model is loaded or any file is touched."""
-        if not isinstance(self.quality, int | float) or not 1.0 <= self.quality <= 8.0:
-            raise InputError(f"quality {self.quality} is outside 1..8 (1 = fewest bits, 8 = best)")
+        top = modelib.MAX_QUALITY
+        targets = ", ".join(f"{v:g}" for v in modelib.UPPER_TARGETS.values())
+        if not isinstance(self.quality, int | float) or not 1.0 <= self.quality <= top:
+            raise InputError(
+                f"quality {self.quality} is outside 1..{top:g} (1 = fewest bits, 8 = the learned codec's best, "
+                f"9..{top:g} JPEG 2000 at PSNR targets {targets} dB)"
+            )
+        if self.modes not in modelib.MODE_CHOICES:
+            raise InputError(f"unknown modes {self.modes!r}; use {' or '.join(modelib.MODE_CHOICES)}")
+        if self.max_error is not None and (
+            isinstance(self.max_error, bool)
+            or not isinstance(self.max_error, int)
+            or not 0 <= self.max_error <= modelib.intra.MAX_NEAR
+        ):
+            raise InputError(f"max error must be an integer 0..{modelib.intra.MAX_NEAR}, got {self.max_error}")
+        if self.intra and (self.budget is not None or self.bpp is not None or self.roi or self.flat or self.cloudy):
+            raise InputError(
+                "--modes auto, --max-error and qualities above 8 do not combine with --budget, --bpp, --roi, "
+                "--flat or --cloudy yet"
+            )
         if self.halo < 0 or self.halo % ALIGN or self.halo > MAX_HALO:
             raise InputError(f"halo must be 0 or a multiple of {ALIGN} up to {MAX_HALO} pixels, got {self.halo}")
         if self.runtime not in ("torch", "onnx"):
@@ -144,6 +168,11 @@ class CompressOptions:
             raise InputError(f"budget must be a positive number of bytes, got {self.budget}")
         if self.bpp is not None and (self.bpp <= 0 or self.budget is not None):
             raise InputError("give either --budget BYTES or --bpp X (a positive rate), not both")
+
+    @property
+    def intra(self) -> bool:
+        """Whether any tile may be coded with a classical intra mode (onboard.modes)."""
+        return self.modes != "learned" or self.max_error is not None or self.quality > 8.0
 
     def budget_bytes(self, pixels: int) -> int | None:
         return int(self.bpp * pixels / 8) if self.bpp is not None else self.budget
@@ -197,13 +226,16 @@ def compress_scene(
         analysis, codec = engine or load_runtime(
             opts.runtime, opts.model or zoo.model_for(reader.dtype), opts.flight_dir, opts.threads
         )
-        code = quality_code(opts.quality, codec.levels)
+        upper = opts.quality > codec.levels
+        code = int(round(opts.quality * QUALITY_STEP)) if upper else quality_code(opts.quality, codec.levels)
         header = SceneHeader.from_dict(
             reader.profile_header()
             | {"model_name": codec.name, "model_sha256": codec.weights_sha256[:16], "halo": opts.halo}
         )
         rules = opts.rules(reader)
-        coder = TileCoder(analysis, codec, reader, code)
+        coder = (
+            intra_coder(opts, analysis, codec, reader, code) if opts.intra else TileCoder(analysis, codec, reader, code)
+        )
         with write_container(Path(dst), header) as out:
             budget = opts.budget_bytes(reader.ds.width * reader.ds.height)
             if budget is None and not rules:
@@ -223,7 +255,36 @@ def compress_scene(
             coder.timings,
             sum(e.length for e in out.entries),
             out.table_bytes,
+            coder.modes,
         )
+
+
+def intra_coder(opts: CompressOptions, analysis, codec: LatentCodec, reader: SceneReader, code: int) -> IntraCoder:
+    """The coder for the intra options; refuses a scene whose samples the classical modes cannot code."""
+    upper = opts.quality > codec.levels
+    if (upper or opts.max_error is not None) and not modelib.intra_dtype_ok(reader.dtype):
+        what = f"--max-error {opts.max_error}" if opts.max_error is not None else f"quality {opts.quality:g}"
+        raise InputError(
+            f"{what} needs uint8 or uint16 samples (JPEG-LS / JPEG 2000 of the raw values); this scene is "
+            f"{reader.dtype}, for which no maximum error can be guaranteed"
+        )
+    synthesis = None
+    if opts.modes == "auto" and not upper and opts.max_error is None:
+        synthesis = modelib.load_synthesis(zoo.find(codec.name).weights)
+    chooser = modelib.ModeChooser(
+        codec,
+        [list(g) for g in reader.groups],
+        reader.ranges,
+        reader.dtype,
+        reader.mask_kind,
+        reader.nodata,
+        code,
+        opts.modes,
+        modelib.upper_target(opts.quality, codec.levels) if upper else None,
+        opts.max_error,
+        synthesis,
+    )
+    return IntraCoder(analysis, codec, reader, code, chooser)
 
 
 T = TypeVar("T")
@@ -315,6 +376,11 @@ class TileCoder:
         self.analysis, self.codec, self.reader, self.code = analysis, codec, reader, code
         self.coded = self.skipped = 0
         self.timings = {"analysis_s": 0.0, "entropy_s": 0.0}
+
+    @property
+    def modes(self) -> dict[str, int]:
+        """Coded tiles per mode: all learned here."""
+        return {modelib.LEARNED: self.coded}
 
     def analyse(self, data: TileData):
         return self.analyse_batch([data])[0]
@@ -409,6 +475,64 @@ class TileCoder:
                     done = self.write_batch(out, pending.popleft().result(), progress, done, total)
         finally:
             batches.close()
+
+
+class IntraCoder(TileCoder):
+    """:class:`TileCoder` with a per-tile mode (onboard.modes): without a learned candidate
+    (upper qualities, max error) tiles skip the analysis; with ``auto`` each tile's learned
+    payload competes with JPEG 2000 ones."""
+
+    _NO_LATENTS = ()
+
+    def __init__(self, analysis, codec: LatentCodec, reader: SceneReader, code: int, chooser) -> None:
+        super().__init__(analysis, codec, reader, code)
+        self.chooser = chooser
+        self.counts: Counter[str] = Counter()
+        self.timings["intra_s"] = 0.0
+
+    @property
+    def modes(self) -> dict[str, int]:
+        return dict(self.counts)
+
+    def analyse_batch(self, batch: list[TileData]) -> list[tuple[TileData, tuple | None]]:
+        if self.chooser.needs_latents:
+            return super().analyse_batch(batch)
+        return [(d, None if d.valid is not None and not d.valid.any() else self._NO_LATENTS) for d in batch]
+
+    def write_batch(self, out, results, progress, done: int, total: int) -> int:
+        coded = [r for r in results if r[1] is not None]
+        learned: Iterator[bytes] = iter(())
+        if coded and self.chooser.needs_latents:
+            t1 = time.perf_counter()
+            learned = iter(self.encode_many(coded, self.code))
+            self.timings["entropy_s"] += time.perf_counter() - t1
+        for data, latents in results:
+            if latents is None:
+                self.skipped += 1
+            else:
+                t2 = time.perf_counter()
+                tile = data.tile
+                if self.chooser.needs_latents:
+                    own = next(learned)
+                    if self.chooser.mode == "auto":
+                        sent = coded_latents(tile.padded_shape, (tile.height, tile.width), data.valid)
+                        payload, kind = self.chooser.choose(data.values, data.valid, own, tile.padded_shape, sent)
+                    else:
+                        payload, kind = own, modelib.LEARNED
+                else:
+                    payload, kind = self.chooser.fixed(data.values, data.valid)
+                self.timings["intra_s"] += time.perf_counter() - t2
+                flags = FLAG_MASK if data.valid is not None else 0
+                if kind == modelib.LEARNED:
+                    out.add_tile(tile.row, tile.col, payload, self.code, flags)
+                else:
+                    out.add_tile(tile.row, tile.col, pack_tile(payload, data.valid), self.code, flags, MODE_INTRA)
+                self.counts[kind] += 1
+                self.coded += 1
+            done += 1
+            if progress:
+                progress(done, total)
+        return done
 
 
 class _Fixed:

@@ -52,9 +52,13 @@ OWN_MODE = 4  # (version 4) the entry carries a mode byte
 #: How a tile is held. A skipped tile has no payload: the onboard side chose not to send it
 #: (priority, budget), and the table says so, so the ground reports it instead of losing it.
 #: A lost tile has no payload either: the ground's reassembly (fool unpack) knew of it but did
-#: not receive it intact. Tiles absent from the table were entirely nodata and never coded.
-MODE_CODEC, MODE_SKIPPED, MODE_LOST = 0, 1, 2
-MODES = (MODE_CODEC, MODE_SKIPPED, MODE_LOST)
+#: not receive it intact. An intra tile holds a classical payload (JPEG 2000 or JPEG-LS of its raw
+#: values, :mod:`fool.shared.intra`) instead of learned latents. Tiles absent from the table were
+#: entirely nodata and never coded.
+MODE_CODEC, MODE_SKIPPED, MODE_LOST, MODE_INTRA = 0, 1, 2, 3
+MODES = (MODE_CODEC, MODE_SKIPPED, MODE_LOST, MODE_INTRA)
+#: the modes whose tiles carry a payload
+PAYLOAD_MODES = (MODE_CODEC, MODE_INTRA)
 MIN_ENTRY = 7  # bytes of the shortest entry: three one-byte varints and the CRC
 
 
@@ -131,7 +135,9 @@ class ContainerWriter:
         last = self.entries[-1] if self.entries else None
         if last is not None and (row, col) <= (last.row, last.col):
             raise ValueError(f"tile ({row}, {col}) after ({last.row}, {last.col}): tiles go in raster order")
-        if mode != MODE_CODEC and payload:
+        if mode not in MODES:
+            raise ValueError(f"unknown tile mode {mode}")
+        if mode not in PAYLOAD_MODES and payload:
             raise ValueError("a skipped or lost tile has no payload")
         entry = TileEntry(row, col, self._fh.tell(), len(payload), zlib.crc32(payload), quality, flags, mode)
         self._fh.write(payload)
@@ -311,14 +317,14 @@ class Container:
                 )
             if (e.row, e.col) in seen:
                 raise ContainerError(f"{self.name}: tile ({e.row}, {e.col}) appears twice")
-            if e.mode != MODE_CODEC and e.length:
+            if e.mode not in PAYLOAD_MODES and e.length:
                 raise ContainerError(f"{self.name}: skipped or lost tile ({e.row}, {e.col}) has a payload")
             seen.add((e.row, e.col))
 
     @property
     def coded_tiles(self) -> list[TileEntry]:
-        """The tiles with a payload (neither skipped on board nor lost on the way)."""
-        return [e for e in self.tiles if e.mode == MODE_CODEC]
+        """The tiles with a payload, learned or intra (neither skipped on board nor lost on the way)."""
+        return [e for e in self.tiles if e.mode in PAYLOAD_MODES]
 
     def payload(self, entry: TileEntry) -> bytes:
         data = self._read(entry.offset, entry.length)

@@ -252,6 +252,28 @@ class LatentCodec:
         return [dequantise(*s) for s in self.decode_tile_symbols(stream, groups, latent_shape, code, coded)]
 
 
+def fill_unsent(y_hat: np.ndarray, coded: np.ndarray | None) -> np.ndarray:
+    """Latents that were not sent take the mean of their sent (or already filled) 4-neighbours,
+    spreading outwards: in effect edge padding in latent space.
+
+    They carry no pixel of their own, but the synthesis reads them for the valid pixels next
+    to them. Their predicted means cost quality there (Sentinel-2 B11 at quality 8: -0.23 dB
+    over the scene); continuing the last sent latents costs 0.06 dB.
+    """
+    if coded is None or coded.all() or not coded.any():
+        return y_hat
+    y, filled = y_hat.copy(), coded.copy()
+    while not filled.all():
+        f = np.pad(filled, 1)
+        v = np.pad(np.where(filled, y, 0.0), ((0, 0), (1, 1), (1, 1)))
+        count = f[:-2, 1:-1].astype(np.int32) + f[2:, 1:-1] + f[1:-1, :-2] + f[1:-1, 2:]
+        total = v[:, :-2, 1:-1] + v[:, 2:, 1:-1] + v[:, 1:-1, :-2] + v[:, 1:-1, 2:]
+        new = ~filled & (count > 0)
+        y[:, new] = total[:, new] / count[new]
+        filled |= new
+    return y
+
+
 def dequantise(y_sym: np.ndarray, means_g: np.ndarray, inv: np.ndarray) -> np.ndarray:
     return ((y_sym + means_g) * inv).astype(np.float32)
 

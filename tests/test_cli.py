@@ -104,7 +104,7 @@ def bad_inputs(tmp_path, scenes):
         (["compress", "c64.tif"], "complex64"),
         (["compress", "ok.tif", "--bands", "7"], "bands"),
         (["compress", "ok.tif", "--tile-size", "100"], "multiple of 64"),
-        (["compress", "ok.tif", "-q", "12"], "quality"),
+        (["compress", "ok.tif", "-q", "13"], "quality"),
         (["compress", "ok.tif", "-q", "0"], "quality"),
         (["demo", "ok.tif", "-q", "0"], "quality"),
         (["compress", "ok.tif", "--model", "nope"], "not found"),

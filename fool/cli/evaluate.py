@@ -26,6 +26,14 @@ from fool.shared.geometry import DEFAULT_TILE
 @click.option("--tile-size", default=DEFAULT_TILE, show_default=True)
 @click.option("--msssim", is_flag=True, help="Also compute MS-SSIM (slow on CPU).")
 @click.option(
+    "--modes",
+    type=click.Choice(["learned", "auto"]),
+    default="learned",
+    show_default=True,
+    help="auto: also run each model with per-tile JPEG 2000 modes (compress --modes auto, qualities 1-12) "
+    "as the curve MODEL+intra, and count the tile modes chosen.",
+)
+@click.option(
     "-o",
     "--out",
     type=click.Path(path_type=Path),
@@ -33,7 +41,7 @@ from fool.shared.geometry import DEFAULT_TILE
     show_default=True,
     help="JSON results; a PNG plot is written beside it.",
 )
-def eval_cmd(inputs, models, codecs, limit, tile_size, msssim, out) -> None:
+def eval_cmd(inputs, models, codecs, limit, tile_size, msssim, modes, out) -> None:
     """Rate-distortion benchmark against JPEG 2000, JPEG XL, WebP and JPEG."""
     from fool.evaluate import default_models, evaluate, plot, save, table
 
@@ -45,6 +53,7 @@ def eval_cmd(inputs, models, codecs, limit, tile_size, msssim, out) -> None:
         tile_size=tile_size,
         with_msssim=msssim,
         log=click.echo,
+        intra=modes == "auto",
     )
     save(summary, out)
     plot(summary, out.with_suffix(".png"), ", ".join(p.name for p in inputs))

@@ -35,9 +35,9 @@ def info(src, as_json) -> None:
         crs = crs.split(",")[0] + "] (WKT)"
     click.echo(f"  crs       {crs}  transform {s['transform']}")
     click.echo(
-        f"  tiles     {t['coded']} coded, {t['skipped']} skipped, {t['lost']} lost, of {t['grid']} "
-        f"({t['rows']}x{t['cols']} of {s['tile_size']} px), {t['masked']} with masks; bytes min/mean/max "
-        f"{t['min_bytes']}/{t['mean_bytes']:.0f}/{t['max_bytes']}"
+        f"  tiles     {t['coded']} coded ({t.get('intra', 0)} intra), {t['skipped']} skipped, {t['lost']} lost, "
+        f"of {t['grid']} ({t['rows']}x{t['cols']} of {s['tile_size']} px), {t['masked']} with masks; "
+        f"bytes min/mean/max {t['min_bytes']}/{t['mean_bytes']:.0f}/{t['max_bytes']}"
     )
     click.echo(
         f"  bytes     header {lay['header']}, tile payloads {lay['payloads']}, table {lay['table']}, "

@@ -1,0 +1,285 @@
+"""Classical intra tile modes: JPEG 2000 / JPEG-LS payloads, MODE_INTRA in the container, the
+onboard mode decision, upper qualities and the --max-error guarantee."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+import rasterio
+from fool.ground.decode import decode_container
+from fool.onboard.compress import compress_scene
+from fool.onboard.modes import lambda_for, unit_mse
+from fool.shared import intra
+from fool.shared.bands import BandRange
+from fool.shared.errors import ContainerError, InputError
+from fool.shared.format import MODE_CODEC, MODE_INTRA, Container, write_container
+from fool.shared.latent_codec import LatentCodec
+from fool.shared.windows import ContactWindow
+from fool.shared.zoo import find
+
+from tests import data
+from tests.conftest import DATA
+
+UCM = DATA / "ucmerced" / "dev"
+AGRI = UCM / "agricultural" / "agricultural68.webp"
+
+
+def _img(seed: int, shape: tuple[int, ...], top: int, dtype=np.uint8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0 : shape[1], 0 : shape[2]]
+    smooth = (np.sin(xx / 5.0) * np.cos(yy / 7.0) + 1) / 2
+    noise = rng.random(shape)
+    return np.rint((0.7 * smooth[None] + 0.3 * noise) * top).astype(dtype)
+
+
+def _real(values: np.ndarray) -> np.ndarray:
+    return values[0] if values.shape[0] == 1 else values.transpose(1, 2, 0)
+
+
+CASES = [
+    ((3, 128, 128), 255, np.uint8, [[1, 2, 3]]),
+    ((3, 37, 100), 255, np.uint8, [[1, 2, 3]]),
+    ((4, 64, 5), 255, np.uint8, [[1, 2, 3], [4]]),
+    ((1, 1, 1), 255, np.uint8, [[1]]),
+    ((1, 50, 70), 2047, np.uint16, [[1]]),
+    ((2, 64, 64), 4095, np.uint16, [[1], [2]]),
+]
+
+
+@pytest.mark.parametrize("shape,top,dtype,groups", CASES)
+def test_regenerated_headers_decode_exactly_like_the_whole_codestream(shape, top, dtype, groups):
+    values = _img(1, shape, top, dtype)
+    for g in groups:
+        part = np.ascontiguousarray(values[[b - 1 for b in g]])
+        bits = 8 if dtype == np.uint8 else int(part.max()).bit_length()
+        whole = intra._j2k_raw(part, bits, 33.0)
+        rebuilt = intra.j2k_header(part.shape[1], part.shape[2], part.shape[0], bits)
+        body = intra._strip(whole, rebuilt, intra.SOT, False)
+        assert np.array_equal(imagecodecs.jpeg2k_decode(rebuilt + body + intra.EOC), imagecodecs.jpeg2k_decode(whole))
+        whole = bytes(imagecodecs.jpegls_encode(intra._hwc(part), level=3))
+        rebuilt = intra.jpegls_header(part.shape[1], part.shape[2], part.shape[0], part.dtype.name, 3)
+        body = intra._strip(whole, rebuilt, intra.SOS, True)
+        assert np.array_equal(imagecodecs.jpegls_decode(rebuilt + body + intra.EOC), imagecodecs.jpegls_decode(whole))
+
+
+def test_the_regenerated_j2k_header_is_pinned():
+    """The ground rebuilds headers with its own OpenJPEG: an upgrade that changes them must fail here."""
+    header = intra.j2k_header(128, 128, 3, 8)
+    assert len(header) == 88 and b"OpenJPEG" not in header  # the comment segment is dropped
+    assert hashlib.sha256(header).hexdigest()[:16] == PINNED_J2K
+    assert len(intra.jpegls_header(128, 128, 3, "uint8", 2)) == 79
+
+
+PINNED_J2K = "8f983a0fc555f3a2"
+
+
+@pytest.mark.parametrize("shape,top,dtype,groups", CASES)
+def test_round_trips_and_the_jpegls_bound(shape, top, dtype, groups):
+    values = _img(2, shape, top, dtype)
+    hw = shape[1:]
+    j2k = intra.decode(intra.encode_j2k(values, groups, 40.0), groups, hw, dtype.__name__)
+    assert j2k.shape == values.shape and j2k.dtype == values.dtype
+    assert np.array_equal(intra.decode(intra.encode_jpegls(values, groups, 0), groups, hw, dtype.__name__), values)
+    for near in (1, 4):
+        back = intra.decode(intra.encode_jpegls(values, groups, near), groups, hw, dtype.__name__)
+        err = np.abs(back.astype(np.int64) - values)
+        assert err.max() <= near and err.max() > 0
+
+
+def test_hostile_payloads_raise_only_container_errors():
+    values = _img(3, (3, 64, 48), 255)
+    groups = [[1, 2, 3]]
+    rng = random.Random(7)
+    payloads = [intra.encode_j2k(values, groups, 35.0), intra.encode_jpegls(values, groups, 2)]
+    for n in range(300):
+        buf = bytearray(payloads[n % 2])
+        kind = n % 3
+        if kind == 0:
+            for _ in range(rng.randint(1, 8)):
+                buf[rng.randrange(len(buf))] = rng.randrange(256)
+        elif kind == 1:
+            del buf[rng.randrange(1, len(buf)) :]
+        else:
+            pos = rng.randrange(len(buf))
+            buf[pos:pos] = rng.randbytes(rng.randint(1, 30))
+        try:
+            out = intra.decode(bytes(buf), groups, (64, 48), "uint8")
+        except ContainerError:
+            continue
+        assert out.shape == (3, 64, 48)
+    for bad in (b"", b"\x00", b"\x09abc", b"\x01", b"\x02\xff\xff\xff\xff\x0f", bytes([1, 200, 3, 1, 2, 3])):
+        with pytest.raises(ContainerError):
+            intra.decode(bad, groups, (64, 48), "uint8")
+    with pytest.raises(ContainerError):
+        intra.decode(payloads[0], groups, (64, 48), "float32")
+
+
+def test_intra_entries_in_the_table_and_unknown_modes_are_refused(tmp_path):
+    template = Path(__file__).parent / "golden" / "v4_rgb_uint8.fool"
+    with Container.open(template) as c:
+        header = c.header_bytes
+    path = tmp_path / "x.fool"
+    with write_container(path, header) as w:
+        w.add_tile(0, 0, b"abc", 768, 0, MODE_INTRA)
+        w.add_tile(0, 1, b"de", 768, 0, MODE_CODEC)
+    with Container.open(path) as c:
+        assert [(e.mode, c.payload(e)) for e in c.coded_tiles] == [(MODE_INTRA, b"abc"), (MODE_CODEC, b"de")]
+    bad = tmp_path / "bad.fool"
+    with write_container(bad, header) as w:
+        w.add_tile(0, 0, b"abc", 768, 0, MODE_INTRA)
+        w.entries[-1] = dataclasses.replace(w.entries[-1], mode=4)  # a mode this reader does not know
+    with pytest.raises(ContainerError, match="unknown tile mode 4"), Container.open(bad):
+        pass
+    with pytest.raises(ValueError, match="unknown tile mode"), write_container(tmp_path / "y.fool", header) as w:
+        w.add_tile(0, 0, b"abc", 768, 0, 4)
+
+
+def _crop(src: Path, dst: Path, size: int = 160, bands: list[int] | None = None) -> Path:
+    from rasterio.windows import Window
+
+    with rasterio.open(src) as ds:
+        window = Window(ds.width // 3, ds.height // 3, min(size, ds.width), min(size + 17, ds.height))
+        values = ds.read(bands, window=window)
+        profile = ds.profile | {
+            "driver": "GTiff",
+            "width": values.shape[2],
+            "height": values.shape[1],
+            "count": values.shape[0],
+            "transform": ds.window_transform(window),
+        }
+        for key in ("blockxsize", "blockysize", "tiled", "compress", "photometric", "quality"):
+            profile.pop(key, None)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(values)
+    return dst
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read()
+
+
+REAL = [
+    ("naip/m_4709963_se_14_1_20200831.tif", None, 3),
+    ("worldview3/pan_0p5m.tif", None, 5),
+    ("sentinel2_l1c_20m/B11.jp2", None, 2),
+    ("sentinel2_l1c_20m/B05.jp2", None, 0),
+]
+
+
+@pytest.mark.parametrize("name,bands,near", REAL)
+def test_max_error_holds_on_every_pixel_of_real_scenes(team_data, tmp_path, name, bands, near):
+    src = _crop(team_data / "scenes" / name, tmp_path / "crop.tif", bands=bands)
+    r = compress_scene(src, tmp_path / "x.fool", max_error=near, tile_size=64)
+    assert r.modes == {"jpegls": r.tiles_coded}
+    decode_container(tmp_path / "x.fool", tmp_path / "x.tif")
+    a, b = _read(src).astype(np.int64), _read(tmp_path / "x.tif").astype(np.int64)
+    assert a.shape == b.shape
+    assert int(np.abs(a - b).max()) <= near
+    if near:
+        assert np.abs(a - b).max() == near  # lossy where allowed, so the test can tell a lossless fallback
+
+
+def test_max_error_with_nodata_holds_on_valid_pixels_and_keeps_nodata(scenes, tmp_path):
+    src = scenes["rgb_nodata"]
+    compress_scene(src, tmp_path / "x.fool", max_error=3, tile_size=64)
+    decode_container(tmp_path / "x.fool", tmp_path / "x.tif")
+    a, b = _read(src).astype(np.int64), _read(tmp_path / "x.tif").astype(np.int64)
+    invalid = (a == 0).all(axis=0)
+    assert invalid.any() and (b[:, invalid] == 0).all()
+    assert np.abs(a - b)[:, ~invalid].max() <= 3
+    assert not ((b == 0).all(axis=0) & ~invalid).any()  # no valid pixel reads back as nodata
+
+
+def test_max_error_refuses_float_scenes(scenes, tmp_path):
+    with pytest.raises(InputError, match="float64, for which no maximum error"):
+        compress_scene(scenes["ms_float64"], tmp_path / "x.fool", max_error=1)
+    assert not (tmp_path / "x.fool").exists()
+    with pytest.raises(InputError, match="max error must be an integer"):
+        compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", max_error=-1)
+    with pytest.raises(InputError, match="do not combine"):
+        compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", modes="auto", budget=10000)
+    with pytest.raises(InputError, match="outside 1..12"):
+        compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", quality=12.5)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def agri() -> Path:
+    if not AGRI.exists():
+        pytest.skip(f"UC Merced not found at {UCM} (set FOOL_DATA)")
+    return AGRI
+
+
+def test_upper_qualities_rise_past_the_learned_codec(agri, tmp_path):
+    ref = _read(agri)
+    got = []
+    for q in (8.0, 9.0, 12.0):
+        r = compress_scene(agri, tmp_path / "x.fool", quality=q)
+        decode_container(tmp_path / "x.fool", tmp_path / "x.tif")
+        got.append((r.bytes, _psnr(ref, _read(tmp_path / "x.tif"))))
+        assert r.modes == ({"learned": 4} if q == 8.0 else {"j2k": 4})
+    assert got[0][1] < got[1][1] < got[2][1] and got[2][1] >= 45.0
+    assert got[1][0] < got[2][0]
+
+
+def test_auto_lowers_the_rate_distortion_cost_on_crop_rows(agri, tmp_path):
+    """On agricultural68 (periodic crop rows) JPEG 2000 wins tiles, and the image's cost
+    J = λ·255²·MSE + bpp at the training λ falls."""
+    ref = _read(agri)
+    codec = LatentCodec.load(find("fool-m").tables)
+    lam = lambda_for(codec, 3 * 256)
+    assert lam == pytest.approx(0.0067)
+    assert lambda_for(codec, int(3.5 * 256)) == pytest.approx((0.0067 * 0.013) ** 0.5)
+    cost, modes = {}, {}
+    for m in ("learned", "auto"):
+        r = compress_scene(agri, tmp_path / f"{m}.fool", quality=3.0, modes=m)
+        decode_container(tmp_path / f"{m}.fool", tmp_path / f"{m}.tif")
+        rng = [BandRange(0, 255)] * 3
+        cost[m] = lam * 255**2 * unit_mse(ref, _read(tmp_path / f"{m}.tif"), rng, [[1, 2, 3]], None) + r.bpp
+        modes[m] = r.modes
+    assert modes["learned"] == {"learned": 4} and modes["auto"].get("j2k", 0) >= 1
+    assert cost["auto"] < cost["learned"]
+    with Container.open(tmp_path / "auto.fool") as c:
+        assert {e.mode for e in c.tiles} <= {MODE_CODEC, MODE_INTRA} and any(e.mode == MODE_INTRA for e in c.tiles)
+
+
+def test_intra_tiles_cross_the_link(tmp_path):
+    from fool.ground.unpack import unpack
+    from fool.onboard.packer import pack
+
+    src = data.write(tmp_path / "s.tif", bands=3, height=150, width=200)
+    compress_scene(src, tmp_path / "s.fool", max_error=1, tile_size=64)
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    window = ContactWindow(t0, t0 + timedelta(minutes=8), 10**7, "Svalbard")
+    report = pack([tmp_path / "s.fool"], [window], tmp_path / "packets", max_packet=1024)
+    unpack(report.files, tmp_path / "ground")
+    with Container.open(tmp_path / "s.fool") as a, Container.open(tmp_path / "ground" / "s.fool") as b:
+        assert [(e.row, e.col, e.mode, a.payload(e)) for e in a.tiles] == [
+            (e.row, e.col, e.mode, b.payload(e)) for e in b.tiles
+        ]
+        assert all(e.mode == MODE_INTRA for e in b.tiles)
+
+
+def test_eval_adds_the_intra_curve_and_counts_tile_modes(scenes):
+    from fool.evaluate import evaluate, table
+
+    summary = evaluate(
+        [scenes["rgb_uint8"]], ["fool-m"], ["jpeg2000"], qualities=(3.0,), intra=True, intra_qualities=(10.0,)
+    )
+    assert set(summary["curves"]) == {"fool-m", "fool-m+intra", "jpeg2000"}
+    assert len(summary["curves"]["fool-m+intra"]["bpp"]) == 2  # qualities 3 and 10
+    assert "fool-m+intra vs jpeg2000" in summary["bd_rate"] and "fool-m vs jpeg2000" in summary["bd_rate"]
+    modes = summary["modes"]["fool-m+intra"]
+    assert modes["by_quality"]["10.0"] == {"j2k": 4} and sum(modes["total"].values()) == 8  # 2x2 tiles
+    assert "tile modes fool-m+intra" in table(summary)
