@@ -48,6 +48,7 @@ class BatchOptions:
     threads: int = 1  # torch intra-op threads per task: the same everywhere keeps results identical
     retries: int = 2  # Dask reruns of a task whose worker died or that raised
     progress: bool = True  # a bar on stderr when it is a terminal
+    feature_model: str | None = None  # feature mode: also restore backbone features (fool train-feature-mode)
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUT_KINDS:
@@ -56,6 +57,8 @@ class BatchOptions:
             raise InputError("--cog and --quicklook need the image output (--output image or both)")
         if self.workers is not None and self.workers < 1:
             raise InputError(f"workers must be at least 1, got {self.workers}")
+        if self.feature_model is not None and not self.features:
+            raise InputError("--feature-model needs the feature output (--output features or both)")
         if self.threads < 1:
             raise InputError(f"threads must be at least 1, got {self.threads}")
 
@@ -90,6 +93,8 @@ class BatchOptions:
             sig["threads"] = self.threads
         if self.features:
             sig["features_format"] = FEATURES_FORMAT
+            if self.feature_model is not None:
+                sig["feature_model"] = self.feature_model
         return sig
 
 
@@ -347,9 +352,10 @@ def _write_outputs(src: Path, outdir: Path, options: BatchOptions) -> SceneResul
         damaged |= _write_image(src, outdir, options, synthesis)
         outputs["image"] = f"{src.stem}.tif"
     if options.features:
-        from fool.ground.features import write_features
+        from fool.ground.features import load_feature_model, write_features
 
-        damaged |= set(write_features(src, outdir / f"{src.stem}.features", synthesis, options.strict))
+        feature_model = load_feature_model(Path(options.feature_model)) if options.feature_model else None
+        damaged |= set(write_features(src, outdir / f"{src.stem}.features", synthesis, options.strict, feature_model))
         outputs["features"] = f"{src.stem}.features"
     missing = sorted(lost)
     if options.quicklook:

@@ -46,7 +46,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -67,12 +67,27 @@ def valid_file(row: int, col: int) -> str:
     return f"r{row:04d}_c{col:04d}.valid.npy"
 
 
-def write_features(src: Path, dst: Path, synthesis, strict: bool = False) -> list[tuple[int, int]]:
+def backbone_file(row: int, col: int) -> str:
+    return f"r{row:04d}_c{col:04d}.backbone.npy"
+
+
+@lru_cache(maxsize=2)
+def load_feature_model(path: Path):
+    """A feature-mode decoder (``fool train-feature-mode``) for :func:`write_features`; kept
+    per worker process, as the synthesis is, across the scenes of a batch."""
+    from fool.tasks.feature_mode import FeatureModeModel
+
+    return FeatureModeModel.load(Path(path))
+
+
+def write_features(src: Path, dst: Path, synthesis, strict: bool = False, feature_model=None) -> list[tuple[int, int]]:
     """Entropy-decode every tile of ``src`` into ``dst`` (a folder, replaced atomically).
 
     A tile that fails its CRC or decoding is left out, listed as absent (``damaged``) and
     returned, or raises with ``strict``. ``synthesis`` is a loaded TorchSynthesis of the
-    container's model: its codec holds the tables.
+    container's model: its codec holds the tables. With a ``feature_model`` (FOOL's feature
+    mode) each tile also gets the classifier backbone's features restored from its first band
+    group's latents, tile by tile (``tile.backbone``), so a detector head runs with no pixels.
     """
     from fool.ground.decode import decode_latents, read_header
     from fool.shared.format import MODE_CODEC, MODE_LOST, MODE_SKIPPED, Container
@@ -83,6 +98,11 @@ def write_features(src: Path, dst: Path, synthesis, strict: bool = False) -> lis
     try:
         with Container.open(src) as container:
             scene = read_header(container)
+            if feature_model is not None and not scene.model_matches(feature_model.codec_id.split("@")[-1]):
+                raise InputError(
+                    f"{src} was coded with {scene.model_name}@{scene.model_sha256[:16]}; the feature model reads "
+                    f"latents of {feature_model.codec_id}"
+                )
             tiles, damaged, reasons = [], [], {}
             for entry in container.coded_tiles:
                 rc = (entry.row, entry.col)
@@ -101,6 +121,10 @@ def write_features(src: Path, dst: Path, synthesis, strict: bool = False) -> lis
                     reasons[rc] = "intra"
                     continue
                 tiles.append(_save_tile(tmp, scene, entry.row, entry.col, latents.y_hat, latents.valid))
+                if feature_model is not None:
+                    backbone = np.ascontiguousarray(feature_model.features(latents.y_hat[0]), dtype=np.float32)
+                    np.save(tmp / backbone_file(entry.row, entry.col), backbone)
+                    tiles[-1]["backbone"] = backbone_file(entry.row, entry.col)
             received = {(e.row, e.col) for e in container.coded_tiles}
             for e in container.tiles:
                 if e.mode in (MODE_LOST, MODE_SKIPPED):
@@ -217,10 +241,17 @@ class FeatureTile:
     valid_rows: tuple[str, ...] | None = None  # the index's latent validity, rows of "0"/"1"
     valid_pixels_path: Path | None = None
     valid_fraction: float = 1.0  # share of the window's pixels that are valid
+    backbone_path: Path | None = None  # feature mode: restored backbone features
 
     @property
     def array(self) -> np.ndarray:
         return np.load(self.path, mmap_mode="r")
+
+    @property
+    def backbone(self) -> np.ndarray | None:
+        """Float32 ``(128, h, w)``: the classifier backbone's features restored from the latents
+        (written with ``fool decode --feature-model``); None otherwise."""
+        return None if self.backbone_path is None else np.load(self.backbone_path, mmap_mode="r")
 
     @property
     def valid(self) -> np.ndarray | None:
@@ -320,6 +351,7 @@ class FeatureSet:
                 valid_rows=None if t["valid"] is None else tuple(t["valid"]),
                 valid_pixels_path=None if t["valid_pixels"] is None else self.folder / t["valid_pixels"],
                 valid_fraction=t["valid_fraction"],
+                backbone_path=self.folder / t["backbone"] if t.get("backbone") else None,
             )
 
 

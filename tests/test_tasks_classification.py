@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from fool.shared.errors import InputError
 from PIL import Image
 
+from fool import open_features
 from fool.cli import main
 from fool.tasks.classification import bits_for_accuracy
 from fool.tasks.classifier import (
@@ -105,6 +106,23 @@ def test_eval_task_classify_end_to_end(tmp_path: Path) -> None:
     assert out.with_suffix(".png").stat().st_size > 1000
     bad = CliRunner().invoke(main, ["eval-task", "classify", str(tmp_path / "nope"), "-o", str(out)])
     assert bad.exit_code == 2
+
+    # the same model restores backbone features in the ground's batch decode, tile by tile
+    image = next((root / "fields").iterdir())
+    cont = tmp_path / "one.fool"
+    assert CliRunner().invoke(main, ["compress", str(image), "-o", str(cont), "-q", "2"]).exit_code == 0
+    res = CliRunner().invoke(
+        main,
+        ["decode", str(cont), "-o", str(tmp_path / "dec"), "--output", "features", "--feature-model", str(feats)],
+    )
+    assert res.exit_code == 0, res.output
+    tiles = list(open_features(tmp_path / "dec" / "one.features"))
+    assert len(tiles) == 4
+    for tile in tiles:
+        assert tile.backbone is not None and tile.backbone.shape == (FEATURE_CHANNELS, 8, 8)
+        assert np.allclose(tile.backbone, fm.features(np.asarray(tile.array)[0]), atol=1e-5)
+    res = CliRunner().invoke(main, ["decode", str(cont), "-o", str(tmp_path / "x"), "--feature-model", str(feats)])
+    assert res.exit_code == 1 and "feature output" in res.output
 
 
 def test_stitch_tiles_puts_tiles_in_place() -> None:

@@ -15,7 +15,7 @@ from fool.cli.options import progress
 from fool.shared.errors import InputError
 
 KINDS = ("image", "features", "both")
-BATCH_ONLY = ("output", "workers", "scheduler", "cog", "quicklook", "stac")
+BATCH_ONLY = ("output", "workers", "scheduler", "cog", "quicklook", "stac", "feature_model")
 
 
 class DecodeCommand(click.Command):
@@ -61,8 +61,15 @@ options, is redone. Features carry per-tile validity (tile.valid) and list absen
 @click.option("--stac", is_flag=True, help="Write a STAC Item per scene.")
 @click.option("--strict", is_flag=True, help="A damaged tile fails its scene instead of being left as nodata.")
 @click.option("--threads", type=click.IntRange(min=1), help="Torch threads per scene [batch: 1].")
+@click.option(
+    "--feature-model",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Feature mode: also restore backbone features per tile (e.g. models/ucm-features.pt).",
+)
 @click.option("--skip-damaged", is_flag=True, help="One scene: leave damaged tiles empty (exit 3) instead of failing.")
-def decode(inputs, out, kind, workers, scheduler, cog, quicklook, stac, strict, threads, skip_damaged) -> None:
+def decode(
+    inputs, out, kind, workers, scheduler, cog, quicklook, stac, strict, threads, feature_model, skip_damaged
+) -> None:
     """Decode .fool containers into GeoTIFFs with the source's georeferencing.
 
     INPUTS are .fool files, folders (searched recursively for *.fool) or globs.
@@ -71,9 +78,17 @@ def decode(inputs, out, kind, workers, scheduler, cog, quicklook, stac, strict, 
         if out is not None:
             raise InputError(f"--output must be one of {', '.join(KINDS)}, got {kind!r}")
         out, kind = Path(kind), None  # the old spelling `--output FILE.tif`
-    given = dict(output=kind, workers=workers, scheduler=scheduler, cog=cog, quicklook=quicklook, stac=stac)
+    given = dict(
+        output=kind,
+        workers=workers,
+        scheduler=scheduler,
+        cog=cog,
+        quicklook=quicklook,
+        stac=stac,
+        feature_model=feature_model,
+    )
     if _single_scene(inputs, out):
-        batch_options = [f"--{name}" for name in BATCH_ONLY if given[name]]
+        batch_options = [f"--{name.replace('_', '-')}" for name in BATCH_ONLY if given[name]]
         if batch_options:
             raise InputError(f"{', '.join(batch_options)} need a batch: give -o FOLDER")
         _decode_one(Path(inputs[0]), out, threads, skip_damaged and not strict)
