@@ -12,14 +12,19 @@ transform). Layout (``v`` is a LEB128 varint)::
     [JPEG-LS: v near]       the maximum absolute error of every sample
     per band group, in header order:
       [JPEG 2000: u8 bits]  sample precision of the group's codestream (1..16)
-      v length, bytes       the codestream without its main header and without the final EOC
+      v length, bytes       the codestream without its main header and without the final EOC;
+                            JPEG 2000: also without its one tile-part header (SOT, SOD)
 
 The main headers hold nothing the scene header does not say already (size, components,
 precision, coding style; measured: 127 bytes for a 128x128 RGB uint8 tile, 79 for JPEG-LS), so
 the decoder regenerates them by coding a zero image of the same geometry with the same
 parameters and keeping its header (cached). Comment segments (OpenJPEG's version string) are
 dropped from the regenerated header, so it does not depend on the library's version. The
-encoder checks that its own header is the regenerated one before it strips it. A side effect is
+encoder checks that its own header is the regenerated one before it strips it. OpenJPEG writes
+one tile holding one tile-part, so its SOT segment (tile 0, part 0 of 1) and SOD say nothing
+but the tile-part length, which the decoder rebuilds from the stored length: 14 bytes a band
+group fewer (UC Merced dev, 22 hard images, ``--modes auto``: mean per-image BD-rate vs JPEG
+2000 +11.7 % -> +10.9 %). The encoder checks that its tile-part header is that one. A side effect is
 safety: the image size and component count the decoder allocates come from trusted code, not
 from the payload. The reversible 5/3 wavelet and colour transform are integer arithmetic, so
 every machine decodes the same samples (about 1 % more bytes than the 9/7 wavelet at an equal
@@ -49,6 +54,15 @@ _MIN_TARGET = 1.0
 MAX_NEAR = 255  # JPEG-LS allows up to half the sample range; larger values buy nothing here
 
 SOT, EOC, SOS, EOI, COM_J2K, COM_JPEG = 0xFF90, b"\xff\xd9", 0xFFDA, b"\xff\xd9", 0xFF64, 0xFFFE
+SOD = b"\xff\x93"
+#: SOT segment (Lsot 10, tile 0, Psot, part 0 of 1) and SOD: the tile-part header the decoder rebuilds
+_TILE_PART = struct.Struct(">HHHIBB")
+TILE_PART_BYTES = _TILE_PART.size + len(SOD)
+
+
+def _tile_part_header(body: int) -> bytes:
+    """The SOT and SOD of the one tile-part whose data (between SOD and EOC) is ``body`` bytes."""
+    return _TILE_PART.pack(SOT, 10, 0, TILE_PART_BYTES + body, 0, 1) + SOD
 
 
 def _ic():
@@ -141,7 +155,10 @@ def encode_j2k(values: np.ndarray, groups: Sequence[Sequence[int]], target_psnr:
         bits = _precision(part)
         stream = _j2k_raw(part, bits, target_psnr)
         body = _strip(stream, j2k_header(part.shape[1], part.shape[2], part.shape[0], bits), SOT, False)
-        out += bytes([bits]) + varint(len(body)) + body
+        data = body[TILE_PART_BYTES:]
+        if body[:TILE_PART_BYTES] != _tile_part_header(len(data)):
+            raise RuntimeError("the codec wrote another tile-part header than the one the decoder rebuilds")
+        out += bytes([bits]) + varint(len(data)) + data
     return bytes(out)
 
 
@@ -194,7 +211,8 @@ def decode(payload: bytes, groups: Sequence[Sequence[int]], shape: tuple[int, in
         n, pos = read_varint(payload, pos, "intra tile length", 5)
         if pos + n > len(payload):
             raise ContainerError("intra tile declares more bytes than it holds")
-        stream = header + payload[pos : pos + n] + EOC
+        body = payload[pos : pos + n]
+        stream = header + (_tile_part_header(n) if codec == "j2k" else b"") + body + EOC
         pos += n
         try:
             ic = _ic()

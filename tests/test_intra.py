@@ -69,6 +69,25 @@ def test_regenerated_headers_decode_exactly_like_the_whole_codestream(shape, top
         assert np.array_equal(imagecodecs.jpegls_decode(rebuilt + body + intra.EOC), imagecodecs.jpegls_decode(whole))
 
 
+@pytest.mark.parametrize("shape,top,dtype,groups", CASES)
+def test_j2k_payloads_hold_no_tile_part_header_and_decode_like_the_whole_codestream(shape, top, dtype, groups):
+    values = _img(4, shape, top, dtype)
+    payload = intra.encode_j2k(values, groups, 33.0)
+    back = intra.decode(payload, groups, shape[1:], dtype.__name__)
+    pos = 1
+    for g in groups:
+        part = np.ascontiguousarray(values[[b - 1 for b in g]])
+        whole = intra._j2k_raw(part, payload[pos], 33.0)
+        n, start = intra.read_varint(payload, pos + 1, "length", 5)
+        _, body = intra._split_header(whole, intra.SOT, False)
+        assert n == len(whole) - body - intra.TILE_PART_BYTES - 2  # stored: the tile-part data only
+        assert payload[start : start + n] == whole[body + intra.TILE_PART_BYTES : -2]
+        decoded = np.asarray(imagecodecs.jpeg2k_decode(whole))
+        assert np.array_equal(back[[b - 1 for b in g]], decoded[None] if len(g) == 1 else decoded.transpose(2, 0, 1))
+        pos = start + n
+    assert pos == len(payload)
+
+
 def test_the_regenerated_j2k_header_is_pinned():
     """The ground rebuilds headers with its own OpenJPEG: an upgrade that changes them must fail here."""
     header = intra.j2k_header(128, 128, 3, 8)
