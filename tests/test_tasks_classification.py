@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from fool.shared.errors import InputError
+from fool.shared.errors import InputError, ModelError
 from PIL import Image
 
 from fool import open_features
@@ -87,7 +87,9 @@ def test_eval_task_classify_end_to_end(tmp_path: Path) -> None:
     feats = tmp_path / "feat.pt"
     train_feature_mode(root, clf, "fool-m", feats, FeatureModeOptions(steps=4, batch=4))
     fm = FeatureModeModel.load(feats)
-    assert fm.codec_id.startswith("fool-m@")
+    assert fm.codec_id.startswith("fool-m@") and fm.classifier is None
+    with pytest.raises(ModelError, match="another classifier"):
+        FeatureModeModel.load(feats, feats)
     out = tmp_path / "task.json"
     res = CliRunner().invoke(
         main,

@@ -41,7 +41,7 @@ def train_classifier(data: Path, out: Path, epochs: int, batch: int, lr: float, 
     "-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Checkpoint to write."
 )
 @click.option("--model", default="fool-m", show_default=True, help="The FOOL model whose latents are decoded.")
-@click.option("--steps", default=3000, show_default=True)
+@click.option("--steps", default=2000, show_default=True)
 @click.option("--batch", default=32, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 def train_feature_mode(

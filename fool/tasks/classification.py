@@ -107,8 +107,8 @@ def evaluate_classification(
     paths, labels, _ = labelled_images(root, classifier.classes, limit)
     engine = load_runtime("torch", model, None, None)
     synthesis = TorchSynthesis(model, engine[1].weights_sha256)
-    feature_model = FeatureModeModel.load(feature_path, classifier) if feature_path else None
-    if feature_model is not None and not feature_model.codec_id.startswith(engine[1].model_id[:16]):
+    feature_model = FeatureModeModel.load(feature_path, classifier_path) if feature_path else None
+    if feature_model is not None and feature_model.codec_id != engine[1].model_id:
         raise InputError(f"{feature_path} reads latents of {feature_model.codec_id}, not {engine[1].model_id}")
     n_q = len(qualities)
     preds: dict[str, list[list[int]]] = {}

@@ -205,7 +205,11 @@ def train_classifier(
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     steps_per_epoch = math.ceil(len(images) / opts.batch)
     total = steps_per_epoch * opts.epochs
-    sched = warmup_cosine(optim, total)
+    # one-cycle (cosine warm-up over 10 % of the steps, then cosine decay), as the shipped weights
+    # were trained; short test runs need at least two warm-up steps
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        optim, max_lr=opts.lr, total_steps=total, pct_start=max(0.1, 2.5 / total)
+    )
     history = []
     start = time.perf_counter()
     for epoch in range(opts.epochs):

@@ -45,7 +45,7 @@ class _Res(nn.Module):
 class FeatureDecoder(nn.Module):
     """Latents (N, M, h, w) -> backbone features (N, 128, h, w), same grid (stride 16)."""
 
-    def __init__(self, latent_channels: int = 192, width: int = 192, blocks: int = 3) -> None:
+    def __init__(self, latent_channels: int = 192, width: int = 128, blocks: int = 2) -> None:
         super().__init__()
         self.config = {"latent_channels": latent_channels, "width": width, "blocks": blocks}
         self.net = nn.Sequential(
@@ -61,24 +61,33 @@ class FeatureDecoder(nn.Module):
 
 @dataclass
 class FeatureModeModel:
-    """The shipped pair: the feature decoder and the classifier whose backbone it replaces."""
+    """The shipped feature decoder, and the classifier whose backbone it replaces when classifying.
+
+    The checkpoint names the classifier by the SHA-256 of its file instead of holding a copy:
+    decoding features needs only the decoder; classifying needs the same classifier file."""
 
     decoder: FeatureDecoder
-    classifier: SceneClassifier
     codec_id: str  # the fool model whose latents it reads, name@sha256[:16]
+    classifier_sha256: str
+    classifier: SceneClassifier | None = None
 
     @classmethod
-    def load(cls, path: Path, classifier: SceneClassifier | None = None) -> FeatureModeModel:
+    def load(cls, path: Path, classifier_path: Path | None = None) -> FeatureModeModel:
+        from fool.shared.latent_codec import file_sha256
+
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             decoder = FeatureDecoder(**ckpt["config"])
             decoder.load_state_dict(ckpt["state"])
-            clf = classifier or SceneClassifier(ckpt["classes"])
-            if classifier is None:
-                clf.load_state_dict(ckpt["classifier_state"])
-        except (OSError, KeyError, RuntimeError) as exc:
+            codec_id, clf_sha = ckpt["codec_id"], ckpt["classifier_sha256"]
+        except (OSError, KeyError, RuntimeError, TypeError) as exc:
             raise ModelError(f"{path}: not a feature-mode checkpoint ({exc.__class__.__name__})") from exc
-        return cls(decoder.eval(), clf.eval(), ckpt["codec_id"])
+        classifier = None
+        if classifier_path is not None:
+            if file_sha256(classifier_path) != clf_sha:
+                raise ModelError(f"{path} was trained against another classifier than {classifier_path}")
+            classifier = SceneClassifier.load(classifier_path)
+        return cls(decoder.eval(), codec_id, clf_sha, classifier)
 
     @torch.no_grad()
     def features(self, y_hat: np.ndarray) -> np.ndarray:
@@ -91,6 +100,8 @@ class FeatureModeModel:
     @torch.no_grad()
     def classify(self, y_hat: np.ndarray) -> np.ndarray:
         """Class indices from latents (N, M, h, w): the head runs on restored features."""
+        if self.classifier is None:
+            raise ModelError("classifying with the feature mode needs its classifier (load with classifier_path)")
         feats = torch.from_numpy(self.features(y_hat))
         return self.classifier.head(feats).argmax(1).numpy()
 
@@ -131,7 +142,7 @@ def quantise(codec, y: torch.Tensor, means: torch.Tensor, quality: torch.Tensor)
 
 @dataclass
 class FeatureModeOptions:
-    steps: int = 3000
+    steps: int = 2000
     batch: int = 32
     lr: float = 1e-3
     kd_weight: float = 0.5
@@ -210,11 +221,19 @@ def train_feature_mode(
             history.append(row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             acc_sum, loss_sum, seen = 0.0, 0.0, 0
-            _save(decoder, classifier, codec_id, opts, history, out)
+            _save(decoder, classifier, file_sha256(classifier_path), codec_id, opts, history, out)
     return history[-1]
 
 
-def _save(decoder: FeatureDecoder, classifier: SceneClassifier, codec_id: str, opts, history, out: Path) -> None:
+def _save(
+    decoder: FeatureDecoder,
+    classifier: SceneClassifier,
+    classifier_sha256: str,
+    codec_id: str,
+    opts,
+    history,
+    out: Path,
+) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
     torch.save(
@@ -222,7 +241,7 @@ def _save(decoder: FeatureDecoder, classifier: SceneClassifier, codec_id: str, o
             "config": decoder.config,
             "state": {k: v.detach().clone() for k, v in decoder.state_dict().items()},
             "classes": classifier.classes,
-            "classifier_state": classifier.state_dict(),
+            "classifier_sha256": classifier_sha256,
             "codec_id": codec_id,
             "options": asdict(opts),
             "history": history,
