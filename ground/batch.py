@@ -49,6 +49,7 @@ class BatchOptions:
     retries: int = 2  # Dask reruns of a task whose worker died or that raised
     progress: bool = True  # a bar on stderr when it is a terminal
     feature_model: str | None = None  # feature mode: also restore backbone features (fool train-feature-mode)
+    runtime: str = "onnx"  # synthesis runtime (ground/synthesis.py): onnx | torch, the same in every task
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUT_KINDS:
@@ -61,6 +62,8 @@ class BatchOptions:
             raise InputError("--feature-model needs the feature output (--output features or both)")
         if self.threads < 1:
             raise InputError(f"threads must be at least 1, got {self.threads}")
+        if self.runtime not in ("onnx", "torch"):
+            raise InputError(f"runtime must be onnx or torch, got {self.runtime!r}")
 
     @property
     def images(self) -> bool:
@@ -91,6 +94,8 @@ class BatchOptions:
         }
         if self.images:
             sig["threads"] = self.threads
+            if self.runtime != "torch":  # records written before the ONNX runtime were torch's
+                sig["runtime"] = self.runtime
         if self.features:
             sig["features_format"] = FEATURES_FORMAT
             if self.feature_model is not None:
@@ -257,16 +262,16 @@ def load_done(src: Path, outdir: Path, options: BatchOptions) -> SceneResult | N
 
 # ---------------------------------------------------------------- one scene (runs in a worker)
 
-_SYNTHESES: dict[tuple[str, str], object] = {}
+_SYNTHESES: dict[tuple[str, str, str], object] = {}
 
 
-def synthesis_for(model_name: str, model_sha256: str, threads: int):
-    """One TorchSynthesis per model per process: loading weights costs seconds, a tile milliseconds."""
-    key = (model_name, model_sha256)
+def synthesis_for(model_name: str, model_sha256: str, threads: int, runtime: str = "torch"):
+    """One synthesis per model and runtime per process: loading weights costs seconds, a tile milliseconds."""
+    key = (model_name, model_sha256, runtime)
     if key not in _SYNTHESES:
-        from fool.ground.synthesis import TorchSynthesis
+        from fool.ground.synthesis import load_synthesis
 
-        _SYNTHESES[key] = TorchSynthesis(model_name, model_sha256, threads)
+        _SYNTHESES[key] = load_synthesis(runtime, model_name, model_sha256, threads)
     return _SYNTHESES[key]
 
 
@@ -345,7 +350,7 @@ def _write_outputs(src: Path, outdir: Path, options: BatchOptions) -> SceneResul
         lost = {(e.row, e.col) for e in container.tiles if e.mode == MODE_LOST}
         skipped = [[e.row, e.col] for e in container.tiles if e.mode == MODE_SKIPPED]
         size = container.size
-    synthesis = synthesis_for(scene.model_name, scene.model_sha256, options.threads)
+    synthesis = synthesis_for(scene.model_name, scene.model_sha256, options.threads, options.runtime)
     outputs: dict[str, str] = {}
     damaged: set[tuple[int, int]] = set()
     if options.images:

@@ -258,6 +258,7 @@ def decode_container(
     skip_damaged: bool = False,
     progress: Callable[[int, int], None] | None = None,
     synthesis: SynthesisRuntime | None = None,
+    runtime: str = "torch",
 ) -> DecodeReport:
     """Decode every tile of ``src`` into the GeoTIFF ``dst`` (written atomically).
 
@@ -265,10 +266,11 @@ def decode_container(
     nodata/masked. With ``skip_damaged`` a tile that fails its CRC is left empty and reported
     instead of aborting the scene. Containers coded with a halo are synthesised tile by tile on
     a canvas of the tile's latents and its neighbours', so tile borders look as if the scene was
-    coded whole.
+    coded whole. Without a ``synthesis`` of the container's model, one of ``runtime`` ("torch"
+    or "onnx", :mod:`ground.synthesis`) is loaded.
     """
     import rasterio
-    from fool.ground.synthesis import TorchSynthesis
+    from fool.ground.synthesis import load_synthesis
 
     start = time.perf_counter()
     dst = Path(dst)
@@ -277,7 +279,7 @@ def decode_container(
     with Container.open(src) as container:
         scene = container.scene
         if synthesis is None or not scene.model_matches(synthesis.codec.weights_sha256):
-            synthesis = TorchSynthesis(scene.model_name, scene.model_sha256, threads)
+            synthesis = load_synthesis(runtime, scene.model_name, scene.model_sha256, threads)
         source = TileSource(container, synthesis.codec, skip_damaged)
         tmp = dst.with_name(f".{dst.name}.partial.tif")
         try:

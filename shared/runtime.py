@@ -1,6 +1,7 @@
 """What a runtime is: the seams between the container code and the networks that run on each side.
 
-The onboard analysis runs in ONNX Runtime (flight) or PyTorch; the ground synthesis in PyTorch.
+The onboard analysis runs in ONNX Runtime (flight) or PyTorch; the ground synthesis too
+(``ground/synthesis.py``: ``fool decode --runtime onnx|torch``).
 Code that drives them (``onboard.compress``, ``ground.decode``) depends only on these
 protocols, so a new runtime (int8, another accelerator) plugs in without touching it.
 """
@@ -32,6 +33,12 @@ class SynthesisRuntime(Protocol):
     codec: LatentCodec
 
     def __call__(self, y_hat: np.ndarray) -> np.ndarray: ...
+
+
+#: Version of the ground synthesis export (``synthesis.json``, ``shared/nn/export.py``); bump it
+#: when the exported graph changes, so cached exports are redone. Here, not in the export module,
+#: because the ground reads it without importing torch.
+SYNTHESIS_EXPORT_VERSION = 1
 
 
 class FlightInput(TypedDict):

@@ -256,12 +256,14 @@ def test_signature_holds_every_option_that_changes_outputs():
         BatchOptions(output="both", workers=1, stac=True),
         BatchOptions(output="both", workers=1, strict=True),
         BatchOptions(output="both", workers=1, threads=2),  # float synthesis may differ in the last bit
+        BatchOptions(output="both", workers=1, runtime="torch"),  # another float path: within 1 grey level
     ]
     assert all(o.signature() != base.signature() for o in changed)
     # where to run, and how, changes no byte; latents are bit-exact whatever the thread count
     same = [BatchOptions(output="both", workers=2), BatchOptions(output="both", retries=0, progress=False)]
     assert all(o.signature() == base.signature() for o in same)
     assert BatchOptions(output="features", threads=2).signature() == BatchOptions(output="features").signature()
+    assert BatchOptions(output="features", runtime="torch").signature() == BatchOptions(output="features").signature()
 
 
 def test_rerun_with_other_strict_redecodes_and_same_strict_skips(damaged_pass, tmp_path):

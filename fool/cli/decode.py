@@ -67,8 +67,15 @@ options, is redone. Features carry per-tile validity (tile.valid) and list absen
     help="Feature mode: also restore backbone features per tile (e.g. models/ucm-features.pt).",
 )
 @click.option("--skip-damaged", is_flag=True, help="One scene: leave damaged tiles empty (exit 3) instead of failing.")
+@click.option(
+    "--runtime",
+    type=click.Choice(["onnx", "torch"]),
+    default="onnx",
+    show_default=True,
+    help="Synthesis runtime; onnx exports the model once into a cache ($FOOL_CACHE or ~/.cache/fool).",
+)
 def decode(
-    inputs, out, kind, workers, scheduler, cog, quicklook, stac, strict, threads, feature_model, skip_damaged
+    inputs, out, kind, workers, scheduler, cog, quicklook, stac, strict, threads, feature_model, skip_damaged, runtime
 ) -> None:
     """Decode .fool containers into GeoTIFFs with the source's georeferencing.
 
@@ -91,11 +98,11 @@ def decode(
         batch_options = [f"--{name.replace('_', '-')}" for name in BATCH_ONLY if given[name]]
         if batch_options:
             raise InputError(f"{', '.join(batch_options)} need a batch: give -o FOLDER")
-        _decode_one(Path(inputs[0]), out, threads, skip_damaged and not strict)
+        _decode_one(Path(inputs[0]), out, threads, skip_damaged and not strict, runtime)
         return
     if out is None:
         raise InputError("a batch needs -o FOLDER")
-    _decode_batch(inputs, out, given | {"strict": strict, "threads": threads})
+    _decode_batch(inputs, out, given | {"strict": strict, "threads": threads, "runtime": runtime})
 
 
 def _single_scene(inputs: tuple[str, ...], out: Path | None) -> bool:
@@ -105,11 +112,11 @@ def _single_scene(inputs: tuple[str, ...], out: Path | None) -> bool:
     return out is None or (not out.is_dir() and out.suffix != "")
 
 
-def _decode_one(src: Path, out: Path | None, threads: int | None, skip_damaged: bool) -> None:
+def _decode_one(src: Path, out: Path | None, threads: int | None, skip_damaged: bool, runtime: str = "onnx") -> None:
     from fool.ground.decode import decode_container
 
     out = out or src.with_suffix(".decoded.tif")  # never the source scene's own name
-    r = decode_container(src, out, threads, skip_damaged, progress("decode"))
+    r = decode_container(src, out, threads, skip_damaged, progress("decode"), runtime=runtime)
     click.echo(f"{out}: {r.tiles} tiles in {r.seconds:.2f} s")
     if r.skipped:
         click.echo(f"note: {len(r.skipped)} tiles were not sent by the satellite (priority or budget)", err=True)

@@ -1,4 +1,5 @@
-"""ONNX export of the onboard graph: tile in [0, 1] -> latents (y, z).
+"""ONNX exports: the onboard graph (tile in [0, 1] -> latents y, z) and the ground synthesis
+(latents -> pixels in [0, 1]).
 
 compressai's GDN re-parametrises its weights through a custom autograd op that ONNX
 cannot express (CompressAI issues #247, #299). For export each GDN is replaced by
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 from compressai.layers import GDN
 from fool.shared.latent_codec import LatentCodec
+from fool.shared.runtime import SYNTHESIS_EXPORT_VERSION
 from fool.shared.zoo import ModelFiles
 from torch import nn
 
@@ -39,7 +41,11 @@ class FrozenGDN(nn.Module):
 
 
 def freeze(seq: nn.Sequential) -> nn.Sequential:
-    return nn.Sequential(*[FrozenGDN(m) if isinstance(m, GDN) else m for m in seq])
+    """``seq`` with every GDN frozen, nested stages included (the synthesis has them); the
+    model's own modules are shared, never changed."""
+    return nn.Sequential(
+        *[FrozenGDN(m) if isinstance(m, GDN) else freeze(m) if isinstance(m, nn.Sequential) else m for m in seq]
+    )
 
 
 class OnboardGraph(nn.Module):
@@ -53,10 +59,22 @@ class OnboardGraph(nn.Module):
         return y, self.h_a(y)
 
 
+class SynthesisGraph(nn.Module):
+    """The ground synthesis as :class:`ground.synthesis.TorchSynthesis` runs it: y_hat -> x_hat
+    clamped to [0, 1]."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.g_s = freeze(model.g_s)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.g_s(y).clamp(0, 1)
+
+
 def _export(graph: nn.Module, example: torch.Tensor, path: Path, inputs: list[str], outputs: list[str]) -> None:
     import onnx
 
-    axes = {"x": ("height", "width"), "y": ("lh", "lw"), "z": ("zh", "zw")}
+    axes = {"x": ("height", "width"), "y": ("lh", "lw"), "z": ("zh", "zw"), "x_hat": ("height", "width")}
     with torch.no_grad():
         torch.onnx.export(
             graph,
@@ -112,4 +130,29 @@ def export_flight(files: ModelFiles, out_dir: Path) -> dict:
         "repeated to 3 channels (see docs/format.md)",
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return manifest
+
+
+def export_synthesis(files: ModelFiles, out_dir: Path) -> dict:
+    """Write ``synthesis.onnx`` (y_hat -> x_hat in [0, 1]) and ``synthesis.json`` into ``out_dir``
+    for the ground's ONNX Runtime synthesis. The manifest names the weights' SHA-256, so the
+    ground uses an export only for the model a container was coded with."""
+    from fool.shared.latent_codec import file_sha256
+    from fool.shared.nn.codec import FoolCodec
+
+    model = FoolCodec.load(files.weights)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / "synthesis.onnx"
+    _export(SynthesisGraph(model).eval(), torch.zeros(1, model.config.m, 8, 8), onnx_path, ["y"], ["x_hat"])
+    manifest = {
+        "model_name": files.name,
+        "weights_sha256": file_sha256(files.weights),
+        "opset": OPSET,
+        "export_version": SYNTHESIS_EXPORT_VERSION,
+        "synthesis": onnx_path.name,
+        "synthesis_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "input": {"name": "y", "layout": "NCHW", "dtype": "float32", "channels": model.config.m},
+        "output": {"name": "x_hat", "layout": "NCHW", "range": [0.0, 1.0], "scale": 16},
+    }
+    (out_dir / "synthesis.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -1,0 +1,87 @@
+"""The ground's ONNX Runtime synthesis: a real export of the shipped model against PyTorch's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from fool.ground.decode import decode_container
+from fool.ground.synthesis import OnnxSynthesis, TorchSynthesis, synthesis_export
+from fool.onboard.compress import compress_scene
+from fool.shared import zoo
+from fool.shared.errors import ModelError
+from fool.shared.latent_codec import LatentCodec
+
+
+def _sha(model: str = "fool-m") -> str:
+    return LatentCodec.load(zoo.find(model).tables).weights_sha256
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A cache folder holding a real export of fool-m's synthesis (made here, once)."""
+    root = tmp_path_factory.mktemp("fool-cache")
+    synthesis_export("fool-m", _sha(), root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def container(scenes, tmp_path_factory):
+    """4-band uint8 (an RGB group and a grey group), 70x530: full and edge tiles."""
+    out = tmp_path_factory.mktemp("synthesis") / "four.fool"
+    compress_scene(scenes["four_band_uint8"], out, tile_size=128)
+    return out
+
+
+def test_export_is_reused_and_checked(cache):
+    folder = synthesis_export("fool-m", _sha(), cache)  # the cached one: no second export
+    assert {p.name for p in folder.iterdir()} == {"synthesis.onnx", "synthesis.json"}
+    with pytest.raises(ModelError, match="no ONNX synthesis"):
+        OnnxSynthesis("fool-m16", _sha("fool-m16"), 1, export_dir=folder)  # another model's weights
+    with pytest.raises(ModelError, match="coded with"):
+        OnnxSynthesis("fool-m", "0" * 16, 1, export_dir=folder)
+
+
+def test_onnx_decode_is_within_one_grey_level_of_torch(cache, container, tmp_path):
+    folder = synthesis_export("fool-m", _sha(), cache)
+    runtimes = {
+        "onnx": OnnxSynthesis("fool-m", _sha(), 1, export_dir=folder),
+        "torch": TorchSynthesis("fool-m", _sha(), 1),
+    }
+    images, profiles = {}, {}
+    for name, synthesis in runtimes.items():
+        decode_container(container, tmp_path / f"{name}.tif", synthesis=synthesis)
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            images[name], profiles[name] = ds.read().astype(int), (ds.crs, ds.transform, ds.count, ds.dtypes)
+    assert profiles["onnx"] == profiles["torch"]
+    diff = np.abs(images["onnx"] - images["torch"])
+    assert diff.max() <= 1
+    assert (diff > 0).mean() < 1e-3  # float paths: a rounding flips now and then, nothing more
+
+
+def test_onnx_batches_change_no_value(cache):
+    """ORT's CPU convolutions run image by image: a tile's pixels do not depend on its batch."""
+    synthesis = OnnxSynthesis("fool-m", _sha(), 1, export_dir=synthesis_export("fool-m", _sha(), cache))
+    y = np.random.default_rng(0).standard_normal((4, 192, 4, 4)).astype(np.float32)
+    whole = synthesis(y)
+    assert whole.shape == (4, 3, 64, 64) and 0 <= whole.min() and whole.max() <= 1
+    assert np.array_equal(whole, np.concatenate([synthesis(y[i : i + 1]) for i in range(4)]))
+
+
+def test_onnx_cli_decode_imports_neither_torch_nor_compressai(cache, container, tmp_path):
+    """`fool decode --runtime onnx` with the export cached: start-up without torch (issue 18)."""
+    out = tmp_path / "cli.tif"
+    code = (
+        "import sys\n"
+        "from fool.cli import main\n"
+        f"main(['decode', {str(container)!r}, '-o', {str(out)!r}, '--runtime', 'onnx'], standalone_mode=False)\n"
+        "heavy = [m for m in ('torch', 'compressai', 'scipy') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {"FOOL_CACHE": str(cache), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    with rasterio.open(out) as ds:
+        assert (ds.width, ds.height, ds.count) == (530, 70, 4)
