@@ -137,6 +137,9 @@ class CompressOptions:
     #: JPEG 2000, whichever has the lower rate-distortion cost (onboard.modes)
     modes: str = "learned"
     max_error: int | None = None  # every tile JPEG-LS: no sample more than this many raw units off
+    #: JPEG 2000 wavelet of ``auto`` and qualities 9..12: 97 (fewer bytes, float decode: +-1 grey
+    #: level across OpenJPEG builds/CPUs) or 53 (integer-exact decode); see shared.intra
+    intra_wavelet: int = modelib.intra.DEFAULT_WAVELET
 
     def check(self) -> None:
         """Refuse bad options before any model is loaded or any file is touched."""
@@ -155,6 +158,8 @@ class CompressOptions:
             or not 0 <= self.max_error <= modelib.intra.MAX_NEAR
         ):
             raise InputError(f"max error must be an integer 0..{modelib.intra.MAX_NEAR}, got {self.max_error}")
+        if self.intra_wavelet not in modelib.intra.WAVELETS:
+            raise InputError(f"intra wavelet must be 53 or 97, got {self.intra_wavelet!r}")
         if self.intra and (self.budget is not None or self.bpp is not None or self.roi or self.flat or self.cloudy):
             raise InputError(
                 "--modes auto, --max-error and qualities above 8 do not combine with --budget, --bpp, --roi, "
@@ -283,6 +288,7 @@ def intra_coder(opts: CompressOptions, analysis, codec: LatentCodec, reader: Sce
         modelib.upper_target(opts.quality, codec.levels) if upper else None,
         opts.max_error,
         synthesis,
+        opts.intra_wavelet,
     )
     return IntraCoder(analysis, codec, reader, code, chooser)
 

@@ -1,34 +1,47 @@
-"""Classical intra coding of one tile: JPEG 2000 (reversible 5/3) and JPEG-LS near-lossless.
+"""Classical intra coding of one tile: JPEG 2000 (irreversible 9/7 or reversible 5/3) and JPEG-LS.
 
 A tile in mode ``MODE_INTRA`` (shared.format) holds one of these payloads instead of learned
 latents. They serve where the learned codec is weak: periodic textures a wavelet codes cheaply,
 rates above the model's top level, and a guaranteed maximum absolute error (JPEG-LS ``NEAR``).
 
 Both sides code the tile's raw values (uint8 or uint16) over its true size, one image per band
-group (a 3-band group is one 3-component image; JPEG 2000 then applies its reversible colour
-transform). Layout (``v`` is a LEB128 varint)::
+group (a 3-band group is one 3-component image; JPEG 2000 then applies its colour transform:
+irreversible ICT with 9/7, reversible RCT with 5/3). Layout (``v`` is a LEB128 varint)::
 
-    u8 codec                1 JPEG 2000, 2 JPEG-LS
+    u8 codec                1 JPEG 2000 reversible 5/3, 2 JPEG-LS, 3 JPEG 2000 irreversible 9/7
     [JPEG-LS: v near]       the maximum absolute error of every sample
     per band group, in header order:
       [JPEG 2000: u8 bits]  sample precision of the group's codestream (1..16)
       v length, bytes       the codestream without its main header and without the final EOC;
                             JPEG 2000: also without its one tile-part header (SOT, SOD)
 
-The main headers hold nothing the scene header does not say already (size, components,
-precision, coding style; measured: 127 bytes for a 128x128 RGB uint8 tile, 79 for JPEG-LS), so
-the decoder regenerates them by coding a zero image of the same geometry with the same
-parameters and keeping its header (cached). Comment segments (OpenJPEG's version string) are
-dropped from the regenerated header, so it does not depend on the library's version. The
-encoder checks that its own header is the regenerated one before it strips it. OpenJPEG writes
-one tile holding one tile-part, so its SOT segment (tile 0, part 0 of 1) and SOD say nothing
-but the tile-part length, which the decoder rebuilds from the stored length: 14 bytes a band
-group fewer (UC Merced dev, 22 hard images, ``--modes auto``: mean per-image BD-rate vs JPEG
-2000 +11.7 % -> +10.9 %). The encoder checks that its tile-part header is that one. A side effect is
-safety: the image size and component count the decoder allocates come from trusted code, not
-from the payload. The reversible 5/3 wavelet and colour transform are integer arithmetic, so
-every machine decodes the same samples (about 1 % more bytes than the 9/7 wavelet at an equal
-PSNR target on a 128x128 tile).
+The main headers hold nothing the scene header and the codec byte do not say already (size,
+components, precision, wavelet; measured: 88 bytes for a 128x128 RGB uint8 tile with 5/3, 101
+with 9/7, 79 for JPEG-LS), so the decoder regenerates them by coding a zero image of the same
+geometry with the same parameters and keeping its header (cached). The 9/7 header's QCD segment
+holds explicit quantisation step sizes; OpenJPEG derives them from the precision and the number
+of decomposition levels only (the rate is set by truncating code-blocks, not by the step), so
+they are the same for every content and PSNR target: measured on uint8 RGB, uint8 grey and
+12-bit uint16 tiles of random and zero content at 20..60 dB. Comment segments (OpenJPEG's
+version string) are dropped from the regenerated header, so it does not depend on the
+library's version. The encoder checks that its own header is the regenerated one before it
+strips it. OpenJPEG writes one tile holding one tile-part, so its SOT segment (tile 0, part 0
+of 1) and SOD say nothing but the tile-part length, which the decoder rebuilds from the stored
+length: 14 bytes a band group fewer (UC Merced dev, 22 hard images, ``--modes auto``: mean
+per-image BD-rate vs JPEG 2000 +11.7 % -> +10.9 %). The encoder checks that its tile-part
+header is that one. A side effect is safety: the image size and component count the decoder
+allocates come from trusted code, not from the payload.
+
+Determinism. The codestream (the symbols) of every codec decodes bit-exactly everywhere. The
+samples differ in kind: the reversible 5/3 wavelet and RCT are integer arithmetic, so every
+machine decodes the same samples, as does JPEG-LS. The irreversible 9/7 reconstruction is
+OpenJPEG's floating-point inverse DWT and ICT, rounded to integers: deterministic for a given
+OpenJPEG build and CPU, and it may differ by +-1 grey level across builds or architectures --
+the same class as the learned codec, whose symbols are exact and whose synthesis is float.
+9/7 costs far fewer bytes (UC Merced, 22 hard images, every tile JPEG 2000 at 128 px: +8.3 %
+BD-rate vs whole-image JPEG 2000 against +30.1 % with 5/3), so it is the default of
+``--modes auto`` and qualities 9..12; 5/3 stays for a bit-exact guarantee, and ``--max-error``
+(JPEG-LS) needs exact decoding for its bound.
 
 Every failure to parse a payload raises :class:`ContainerError`.
 """
@@ -43,9 +56,14 @@ import numpy as np
 from fool.shared.errors import ContainerError
 from fool.shared.varint import read_varint, varint
 
-CODEC_J2K, CODEC_JPEGLS = 1, 2
-CODEC_NAMES = {CODEC_J2K: "j2k", CODEC_JPEGLS: "jpegls"}
-#: dtypes the classical modes code (JPEG-LS and reversible JPEG 2000 take unsigned samples up to 16 bits)
+#: codec bytes: CODEC_J2K is JPEG 2000 with the reversible 5/3 wavelet (integer-exact decode)
+CODEC_J2K, CODEC_JPEGLS, CODEC_J2K97 = 1, 2, 3
+CODEC_NAMES = {CODEC_J2K: "j2k", CODEC_JPEGLS: "jpegls", CODEC_J2K97: "j2k97"}
+#: JPEG 2000 wavelets by name (``--intra-wavelet``) -> codec byte; 97 is irreversible (float decode)
+WAVELETS = {53: CODEC_J2K, 97: CODEC_J2K97}
+DEFAULT_WAVELET = 97
+_REVERSIBLE = {CODEC_J2K: True, CODEC_J2K97: False}
+#: dtypes the classical modes code (JPEG-LS and JPEG 2000 take unsigned samples up to 16 bits)
 INTRA_DTYPES = ("uint8", "uint16")
 #: PSNR target of the zero image whose JPEG 2000 header is regenerated: any lossy target gives the
 #: same header (a target below 1 dB means lossless to OpenJPEG, which codes another COD segment)
@@ -100,11 +118,12 @@ def _split_header(stream: bytes, stop: int, include_stop: bool) -> tuple[bytes, 
 
 
 @functools.lru_cache(maxsize=64)
-def j2k_header(height: int, width: int, components: int, bits: int) -> bytes:
-    """The main header OpenJPEG writes for a reversible lossy tile of this geometry, comments dropped."""
+def j2k_header(height: int, width: int, components: int, bits: int, reversible: bool = True) -> bytes:
+    """The main header OpenJPEG writes for a lossy tile of this geometry and wavelet (reversible
+    5/3 or irreversible 9/7), comments dropped."""
     dtype = np.uint8 if bits <= 8 else np.uint16
     zero = np.zeros((components, height, width), dtype)
-    return _split_header(_j2k_raw(zero, bits, _HEADER_TARGET), SOT, False)[0]
+    return _split_header(_j2k_raw(zero, bits, _HEADER_TARGET, reversible), SOT, False)[0]
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,10 +133,14 @@ def jpegls_header(height: int, width: int, components: int, dtype: str, near: in
     return _split_header(bytes(_ic().jpegls_encode(_hwc(zero), level=near)), SOS, True)[0]
 
 
-def _j2k_raw(values: np.ndarray, bits: int, target: float) -> bytes:
+def _j2k_raw(values: np.ndarray, bits: int, target: float, reversible: bool = True) -> bytes:
     depth = bits if values.dtype == np.uint16 else None
     data = _ic().jpeg2k_encode(
-        _hwc(values), level=max(float(target), _MIN_TARGET), codecformat="J2K", reversible=True, bitspersample=depth
+        _hwc(values),
+        level=max(float(target), _MIN_TARGET),
+        codecformat="J2K",
+        reversible=reversible,
+        bitspersample=depth,
     )
     return bytes(data)
 
@@ -145,16 +168,23 @@ def _check_values(values: np.ndarray, groups: Sequence[Sequence[int]]) -> None:
         raise ValueError(f"band groups {groups} do not cover the tile's {values.shape[0]} bands")
 
 
-def encode_j2k(values: np.ndarray, groups: Sequence[Sequence[int]], target_psnr: float) -> bytes:
+def encode_j2k(
+    values: np.ndarray, groups: Sequence[Sequence[int]], target_psnr: float, wavelet: int = DEFAULT_WAVELET
+) -> bytes:
     """(bands, h, w) raw values -> a JPEG 2000 intra payload at a PSNR target (dB, per group,
-    peak of the group's precision)."""
+    peak of the group's precision), with the 9/7 (float decode) or 5/3 (integer-exact) wavelet."""
     _check_values(values, groups)
-    out = bytearray([CODEC_J2K])
+    if wavelet not in WAVELETS:
+        raise ValueError(f"JPEG 2000 wavelet must be one of {sorted(WAVELETS)}, got {wavelet}")
+    codec = WAVELETS[wavelet]
+    reversible = _REVERSIBLE[codec]
+    out = bytearray([codec])
     for g in groups:
         part = np.ascontiguousarray(values[[b - 1 for b in g]])
         bits = _precision(part)
-        stream = _j2k_raw(part, bits, target_psnr)
-        body = _strip(stream, j2k_header(part.shape[1], part.shape[2], part.shape[0], bits), SOT, False)
+        stream = _j2k_raw(part, bits, target_psnr, reversible)
+        header = j2k_header(part.shape[1], part.shape[2], part.shape[0], bits, reversible)
+        body = _strip(stream, header, SOT, False)
         data = body[TILE_PART_BYTES:]
         if body[:TILE_PART_BYTES] != _tile_part_header(len(data)):
             raise RuntimeError("the codec wrote another tile-part header than the one the decoder rebuilds")
@@ -178,7 +208,7 @@ def encode_jpegls(values: np.ndarray, groups: Sequence[Sequence[int]], near: int
 
 
 def codec_of(payload: bytes) -> str:
-    """The classical codec's name ('j2k', 'jpegls') a payload names; ContainerError if none."""
+    """The classical codec's name ('j2k' = 5/3, 'jpegls', 'j2k97') a payload names; ContainerError if none."""
     if not payload or payload[0] not in CODEC_NAMES:
         raise ContainerError(f"intra tile names unknown codec {payload[0] if payload else None}")
     return CODEC_NAMES[payload[0]]
@@ -190,6 +220,7 @@ def decode(payload: bytes, groups: Sequence[Sequence[int]], shape: tuple[int, in
     if dtype not in INTRA_DTYPES:
         raise ContainerError(f"intra tiles hold uint8 or uint16 samples; the scene is {dtype}")
     codec = codec_of(payload)
+    j2k = codec != "jpegls"
     h, w = shape
     bands = sum(len(g) for g in groups)
     out = np.empty((bands, h, w), dtype)
@@ -199,24 +230,24 @@ def decode(payload: bytes, groups: Sequence[Sequence[int]], shape: tuple[int, in
         if near > MAX_NEAR:
             raise ContainerError(f"intra tile NEAR {near} is out of range")
     for g in groups:
-        if codec == "j2k":
+        if j2k:
             if pos >= len(payload):
                 raise ContainerError("intra tile is truncated")
             bits, pos = payload[pos], pos + 1
             if not 1 <= bits <= (8 if dtype == "uint8" else 16):
                 raise ContainerError(f"intra tile precision {bits} does not fit {dtype}")
-            header = j2k_header(h, w, len(g), bits)
+            header = j2k_header(h, w, len(g), bits, _REVERSIBLE[payload[0]])
         else:
             header = jpegls_header(h, w, len(g), dtype, near)
         n, pos = read_varint(payload, pos, "intra tile length", 5)
         if pos + n > len(payload):
             raise ContainerError("intra tile declares more bytes than it holds")
         body = payload[pos : pos + n]
-        stream = header + (_tile_part_header(n) if codec == "j2k" else b"") + body + EOC
+        stream = header + (_tile_part_header(n) if j2k else b"") + body + EOC
         pos += n
         try:
             ic = _ic()
-            img = np.asarray(ic.jpeg2k_decode(stream) if codec == "j2k" else ic.jpegls_decode(stream))
+            img = np.asarray(ic.jpeg2k_decode(stream) if j2k else ic.jpegls_decode(stream))
         except Exception as exc:  # noqa: BLE001 - hostile bytes: whatever the library raises is a damaged tile
             raise ContainerError(f"intra tile does not decode ({type(exc).__name__}: {exc})") from None
         want = (h, w) if len(g) == 1 else (h, w, len(g))

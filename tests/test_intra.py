@@ -53,14 +53,15 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("reversible", [True, False])
 @pytest.mark.parametrize("shape,top,dtype,groups", CASES)
-def test_regenerated_headers_decode_exactly_like_the_whole_codestream(shape, top, dtype, groups):
+def test_regenerated_headers_decode_exactly_like_the_whole_codestream(shape, top, dtype, groups, reversible):
     values = _img(1, shape, top, dtype)
     for g in groups:
         part = np.ascontiguousarray(values[[b - 1 for b in g]])
         bits = 8 if dtype == np.uint8 else int(part.max()).bit_length()
-        whole = intra._j2k_raw(part, bits, 33.0)
-        rebuilt = intra.j2k_header(part.shape[1], part.shape[2], part.shape[0], bits)
+        whole = intra._j2k_raw(part, bits, 33.0, reversible)
+        rebuilt = intra.j2k_header(part.shape[1], part.shape[2], part.shape[0], bits, reversible)
         body = intra._strip(whole, rebuilt, intra.SOT, False)
         assert np.array_equal(imagecodecs.jpeg2k_decode(rebuilt + body + intra.EOC), imagecodecs.jpeg2k_decode(whole))
         whole = bytes(imagecodecs.jpegls_encode(intra._hwc(part), level=3))
@@ -69,15 +70,19 @@ def test_regenerated_headers_decode_exactly_like_the_whole_codestream(shape, top
         assert np.array_equal(imagecodecs.jpegls_decode(rebuilt + body + intra.EOC), imagecodecs.jpegls_decode(whole))
 
 
+@pytest.mark.parametrize("wavelet", [53, 97])
 @pytest.mark.parametrize("shape,top,dtype,groups", CASES)
-def test_j2k_payloads_hold_no_tile_part_header_and_decode_like_the_whole_codestream(shape, top, dtype, groups):
+def test_j2k_payloads_hold_no_tile_part_header_and_decode_like_the_whole_codestream(shape, top, dtype, groups, wavelet):
     values = _img(4, shape, top, dtype)
-    payload = intra.encode_j2k(values, groups, 33.0)
+    payload = intra.encode_j2k(values, groups, 33.0, wavelet)
+    assert payload[0] == {53: intra.CODEC_J2K, 97: intra.CODEC_J2K97}[wavelet]
+    assert intra.codec_of(payload) == {53: "j2k", 97: "j2k97"}[wavelet]
     back = intra.decode(payload, groups, shape[1:], dtype.__name__)
+    assert np.array_equal(intra.decode(payload, groups, shape[1:], dtype.__name__), back)  # 9/7: float, yet repeatable
     pos = 1
     for g in groups:
         part = np.ascontiguousarray(values[[b - 1 for b in g]])
-        whole = intra._j2k_raw(part, payload[pos], 33.0)
+        whole = intra._j2k_raw(part, payload[pos], 33.0, wavelet == 53)
         n, start = intra.read_varint(payload, pos + 1, "length", 5)
         _, body = intra._split_header(whole, intra.SOT, False)
         assert n == len(whole) - body - intra.TILE_PART_BYTES - 2  # stored: the tile-part data only
@@ -93,18 +98,41 @@ def test_the_regenerated_j2k_header_is_pinned():
     header = intra.j2k_header(128, 128, 3, 8)
     assert len(header) == 88 and b"OpenJPEG" not in header  # the comment segment is dropped
     assert hashlib.sha256(header).hexdigest()[:16] == PINNED_J2K
+    header = intra.j2k_header(128, 128, 3, 8, reversible=False)
+    assert len(header) == 101 and b"OpenJPEG" not in header
+    assert hashlib.sha256(header).hexdigest()[:16] == PINNED_J2K97
     assert len(intra.jpegls_header(128, 128, 3, "uint8", 2)) == 79
 
 
 PINNED_J2K = "8f983a0fc555f3a2"
+PINNED_J2K97 = "ac74ce267e92c569"
+
+
+@pytest.mark.parametrize(
+    "shape,dtype,top", [((3, 128, 128), np.uint8, 255), ((1, 128, 128), np.uint8, 255), ((1, 96, 80), np.uint16, 4095)]
+)
+def test_the_9_7_main_header_does_not_depend_on_content_or_target(shape, dtype, top):
+    """The 9/7 QCD holds explicit step sizes: they must come from the geometry alone, or the
+    regenerated header would decode another image."""
+    bits = 8 if dtype == np.uint8 else 12
+    rebuilt = intra.j2k_header(shape[1], shape[2], shape[0], bits, reversible=False)
+    rng = np.random.default_rng(5)
+    for scale in (0.1, 0.5, 1.0):
+        values = (rng.random(shape) * top * scale).astype(dtype)
+        values.flat[0] = top  # the stated precision
+        for target in (20.0, 33.0, 45.0, 60.0):
+            own, _ = intra._split_header(intra._j2k_raw(values, bits, target, False), intra.SOT, False)
+            assert own == rebuilt
 
 
 @pytest.mark.parametrize("shape,top,dtype,groups", CASES)
 def test_round_trips_and_the_jpegls_bound(shape, top, dtype, groups):
     values = _img(2, shape, top, dtype)
     hw = shape[1:]
-    j2k = intra.decode(intra.encode_j2k(values, groups, 40.0), groups, hw, dtype.__name__)
-    assert j2k.shape == values.shape and j2k.dtype == values.dtype
+    for wavelet in intra.WAVELETS:
+        j2k = intra.decode(intra.encode_j2k(values, groups, 40.0, wavelet), groups, hw, dtype.__name__)
+        assert j2k.shape == values.shape and j2k.dtype == values.dtype
+        assert _psnr_raw(values, j2k, top) > 30.0
     assert np.array_equal(intra.decode(intra.encode_jpegls(values, groups, 0), groups, hw, dtype.__name__), values)
     for near in (1, 4):
         back = intra.decode(intra.encode_jpegls(values, groups, near), groups, hw, dtype.__name__)
@@ -116,9 +144,13 @@ def test_hostile_payloads_raise_only_container_errors():
     values = _img(3, (3, 64, 48), 255)
     groups = [[1, 2, 3]]
     rng = random.Random(7)
-    payloads = [intra.encode_j2k(values, groups, 35.0), intra.encode_jpegls(values, groups, 2)]
-    for n in range(300):
-        buf = bytearray(payloads[n % 2])
+    payloads = [
+        intra.encode_j2k(values, groups, 35.0, 53),
+        intra.encode_jpegls(values, groups, 2),
+        intra.encode_j2k(values, groups, 35.0, 97),
+    ]
+    for n in range(450):
+        buf = bytearray(payloads[n % 3])
         kind = n % 3
         if kind == 0:
             for _ in range(rng.randint(1, 8)):
@@ -133,7 +165,18 @@ def test_hostile_payloads_raise_only_container_errors():
         except ContainerError:
             continue
         assert out.shape == (3, 64, 48)
-    for bad in (b"", b"\x00", b"\x09abc", b"\x01", b"\x02\xff\xff\xff\xff\x0f", bytes([1, 200, 3, 1, 2, 3])):
+    for bad in (
+        b"",
+        b"\x00",
+        b"\x09abc",
+        b"\x01",
+        b"\x03",
+        b"\x02\xff\xff\xff\xff\x0f",
+        bytes([1, 200, 3, 1, 2, 3]),
+        bytes([3, 200, 3, 1, 2, 3]),
+        payloads[2][:1] + bytes([9]) + payloads[2][2:],  # precision above uint8
+        payloads[2] + b"\x00",
+    ):
         with pytest.raises(ContainerError):
             intra.decode(bad, groups, (64, 48), "uint8")
     with pytest.raises(ContainerError):
@@ -227,10 +270,24 @@ def test_max_error_refuses_float_scenes(scenes, tmp_path):
         compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", modes="auto", budget=10000)
     with pytest.raises(InputError, match="outside 1..12"):
         compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", quality=12.5)
+    with pytest.raises(InputError, match="intra wavelet must be 53 or 97"):
+        compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", quality=10.0, intra_wavelet=79)
+    with pytest.raises(ValueError, match="wavelet must be one of"):
+        intra.encode_j2k(np.zeros((1, 8, 8), np.uint8), [[1]], 30.0, 79)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def _psnr_raw(a: np.ndarray, b: np.ndarray, top: int) -> float:
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    return 100.0 if mse == 0 else float(10 * np.log10(top**2 / mse))
+
+
+def _intra_codecs(path: Path) -> set[int]:
+    with Container.open(path) as c:
+        return {c.payload(e)[0] for e in c.coded_tiles if e.mode == MODE_INTRA}
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +305,14 @@ def test_upper_qualities_rise_past_the_learned_codec(agri, tmp_path):
         decode_container(tmp_path / "x.fool", tmp_path / "x.tif")
         got.append((r.bytes, _psnr(ref, _read(tmp_path / "x.tif"))))
         assert r.modes == ({"learned": 4} if q == 8.0 else {"j2k": 4})
+        if q > 8.0:
+            assert _intra_codecs(tmp_path / "x.fool") == {intra.CODEC_J2K97}  # the default wavelet
     assert got[0][1] < got[1][1] < got[2][1] and got[2][1] >= 45.0
     assert got[1][0] < got[2][0]
+    r = compress_scene(agri, tmp_path / "x.fool", quality=9.0, intra_wavelet=53)
+    assert _intra_codecs(tmp_path / "x.fool") == {intra.CODEC_J2K}
+    decode_container(tmp_path / "x.fool", tmp_path / "x.tif")
+    assert r.bytes > got[1][0] and _psnr(ref, _read(tmp_path / "x.tif")) > got[0][1]  # 5/3 costs more bytes
 
 
 def test_auto_lowers_the_rate_distortion_cost_on_crop_rows(agri, tmp_path):

@@ -38,6 +38,14 @@ from fool.shared.zoo import DEFAULT_QUALITY
     "(0 = lossless; uint8 and uint16 scenes; overrides -q).",
 )
 @click.option(
+    "--intra-wavelet",
+    type=click.Choice(["97", "53"]),
+    default="97",
+    show_default=True,
+    help="JPEG 2000 wavelet of --modes auto and -q 9..12: 97 (fewer bytes; float decode, may differ by 1 grey "
+    "level across OpenJPEG builds/CPUs) or 53 (reversible: integer-exact decode everywhere).",
+)
+@click.option(
     "--model", default=None, help="Shipped model name. [default: fool-m16 for >8-bit integer scenes, else fool-m]"
 )
 @click.option("--tile-size", default=DEFAULT_TILE, show_default=True, help="Tile side in pixels (multiple of 64).")
@@ -98,6 +106,7 @@ def compress(
     cloudy,
     modes,
     max_error,
+    intra_wavelet,
 ) -> None:
     """Compress a GeoTIFF/JPEG 2000 scene into a .fool container."""
     from fool.onboard.compress import CompressOptions, compress_scene
@@ -123,6 +132,7 @@ def compress(
         cloudy=cloudy,
         modes=modes,
         max_error=max_error,
+        intra_wavelet=int(intra_wavelet),
     )
     r = compress_scene(src, output, opts, progress("compress"))
     click.echo(
