@@ -205,6 +205,10 @@ def main() -> None:
     args = ap.parse_args()
     models = args.model or ["fool-m"]
     lines = [f"# Model card{'s' if len(models) > 1 else ''}: {', '.join(models)}", ""]
+    lines += [
+        "The downstream-task models (Task A classifier, feature mode) have their own card: `ucm-classifier.md`.",
+        "",
+    ]
     for model in models:
         lines += header(model)
     lines += [
