@@ -206,10 +206,13 @@ def train_classifier(
     steps_per_epoch = math.ceil(len(images) / opts.batch)
     total = steps_per_epoch * opts.epochs
     # one-cycle (cosine warm-up over 10 % of the steps, then cosine decay), as the shipped weights
-    # were trained; short test runs need at least two warm-up steps
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        optim, max_lr=opts.lr, total_steps=total, pct_start=max(0.1, 2.5 / total)
-    )
+    # were trained; runs too short for its two phases (tests) warm up linearly instead
+    if total >= 30:
+        sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optim, max_lr=opts.lr, total_steps=total, pct_start=0.1
+        )
+    else:
+        sched = warmup_cosine(optim, total)
     history = []
     start = time.perf_counter()
     for epoch in range(opts.epochs):
