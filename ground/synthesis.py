@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from fool.shared.errors import InputError, ModelError
 from fool.shared.latent_codec import LatentCodec, file_sha256
-from fool.shared.runtime import SYNTHESIS_EXPORT_VERSION, SynthesisRuntime
+from fool.shared.runtime import SYNTHESIS_EXPORT_VERSION, SynthesisRuntime, ort_session
 from fool.shared.zoo import ModelFiles, find
 
 RUNTIMES = ("torch", "onnx")
@@ -134,24 +134,12 @@ class OnnxSynthesis:
     name = "onnx"
 
     def __init__(self, name: str, sha256: str, threads: int | None = None, export_dir: Path | None = None) -> None:
-        import onnxruntime as ort
-
         files, self.codec = _checked_model(name, sha256, need_weights=False)
         folder = Path(export_dir) if export_dir is not None else _ensure_export(files, self.codec, cache_dir())
         if not _export_matches(folder, self.codec.weights_sha256):
             raise ModelError(f"{folder} holds no ONNX synthesis of {self.codec.model_id}")
         manifest = json.loads((folder / "synthesis.json").read_text())
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # as in onboard/analysis.py: idle pool threads must not spin on the core the entropy
-        # decoder and the GeoTIFF writer need between runs; the values do not change
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(folder / manifest["synthesis"]), opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort_session(str(folder / manifest["synthesis"]), threads)
 
     def __call__(self, y_hat: np.ndarray) -> np.ndarray:
         (x_hat,) = self.session.run(["x_hat"], {"y": np.ascontiguousarray(y_hat, np.float32)})

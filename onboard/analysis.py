@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from fool.shared.errors import ModelError
+from fool.shared.runtime import ort_session
 from fool.shared.zoo import ModelFiles
 
 
@@ -50,8 +51,6 @@ class OnnxAnalysis:
     batch_invariant = True
 
     def __init__(self, flight_dir: Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         manifest_path = Path(flight_dir) / "manifest.json"
         if not manifest_path.exists():
             raise ModelError(
@@ -59,22 +58,10 @@ class OnnxAnalysis:
                 "and pass --flight DIR"
             )
         self.manifest = json.loads(manifest_path.read_text())
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        # idle pool threads would spin between runs, taking the core the entropy coder and
-        # the reader need (the 19 s of system time); the values do not change
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(Path(flight_dir) / self.manifest["analysis"]), opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort_session(str(Path(flight_dir) / self.manifest["analysis"]), threads)
         self._hyper = None
         if "hyper_analysis" in self.manifest:
-            self._hyper = ort.InferenceSession(
-                str(Path(flight_dir) / self.manifest["hyper_analysis"]), opts, providers=["CPUExecutionProvider"]
-            )
+            self._hyper = ort_session(str(Path(flight_dir) / self.manifest["hyper_analysis"]), threads)
 
     def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y, z = self.session.run(["y", "z"], {"x": x})
