@@ -169,11 +169,17 @@ class ModeChooser:
         payload = intra.encode_j2k(filled(values, valid), self.groups, target, self.wavelet)
         return payload, self._checked(values, valid, payload)
 
+    def _may_clash(self, valid: np.ndarray | None) -> bool:
+        """Whether a decoded sample could land on the nodata value (only then is a decode needed)."""
+        return valid is not None and self.nodata is not None
+
     def fixed(self, values: np.ndarray, valid: np.ndarray | None) -> tuple[bytes, str]:
         """Upper range or max error: the tile's one classical payload."""
         if self.max_error is not None:
             return self.jpegls(values, valid)
         assert self.upper is not None
+        if not self._may_clash(valid):  # nothing to check: no decode on board
+            return intra.encode_j2k(filled(values, valid), self.groups, self.upper, self.wavelet), J2K
         payload, decoded = self.j2k(values, valid, self.upper)
         if clashes(values, decoded, valid, self.nodata):
             return self.lossless(values, valid), JPEGLS
