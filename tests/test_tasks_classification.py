@@ -109,6 +109,16 @@ def test_eval_task_classify_end_to_end(tmp_path: Path) -> None:
     assert out.with_suffix(".png").stat().st_size > 1000
     bad = CliRunner().invoke(main, ["eval-task", "classify", str(tmp_path / "nope"), "-o", str(out)])
     assert bad.exit_code == 2
+    # a subset of codecs: no pixel synthesis without fool, the same feature-mode points
+    part = tmp_path / "part.json"
+    args = ["eval-task", "classify", str(root), "-o", str(part), "--classifier", str(clf), "--features", str(feats)]
+    res = CliRunner().invoke(main, [*args, "--quality", "2", "--limit", "1", "--codec", "fool-features,jpeg2000"])
+    assert res.exit_code == 0, res.output
+    sub = json.loads(part.read_text())
+    assert "fool" not in sub and "jpegxl" not in sub
+    assert sub["fool-features"] == data["fool-features"] and sub["jpeg2000"] == data["jpeg2000"]
+    res = CliRunner().invoke(main, [*args, "--codec", "webp"])
+    assert res.exit_code == 2 and "webp" in res.output
 
     # the same model restores backbone features in the ground's batch decode, tile by tile
     image = next((root / "fields").iterdir())
@@ -133,3 +143,24 @@ def test_stitch_tiles_puts_tiles_in_place() -> None:
     whole = stitch_tiles(tiles)
     assert whole.shape == (2, 6, 12)
     assert whole[0, 4, 9] == 12 and whole[1, 0, 0] == 0 and whole[0, 2, 4] == 1
+
+
+@pytest.mark.skipif(not (MODELS / "fool-m.pt").exists(), reason="shipped fool-m weights absent")
+def test_train_feature_mode_variants_and_validation(tmp_path: Path) -> None:
+    """Rotations, mirrors and jitter multiply the training latents; --val logs accuracy; dropout
+    acts in training only."""
+    root = _folder(tmp_path / "d", per_class=1)
+    clf = tmp_path / "clf.pt"
+    train_classifier(root, clf, ClassifierOptions(epochs=1, batch=2, crop=128))
+    feats = tmp_path / "feat.pt"
+    logged: list[str] = []
+    opts = FeatureModeOptions(steps=2, batch=2, variants=8, jitter=True, dropout=0.5)
+    last = train_feature_mode(root, clf, "fool-m", feats, opts, logged.append, val_dir=root)
+    assert "latents and targets of 16 images" in logged[0]
+    assert {"val_accuracy_q1", "val_accuracy_q8"} <= set(last)
+    fm = FeatureModeModel.load(feats)
+    assert fm.decoder.config["dropout"] == 0.5 and not fm.decoder.training
+    y = np.random.default_rng(0).normal(size=(2, 192, 8, 8)).astype(np.float32)
+    assert np.array_equal(fm.features(y), fm.features(y))  # no dropout when decoding
+    with pytest.raises(ModelError, match="variants"):
+        train_feature_mode(root, clf, "fool-m", feats, FeatureModeOptions(steps=1, variants=3))

@@ -47,11 +47,29 @@ def _write(result: dict, out: Path, plot) -> None:
     help="Feature-mode decoder (skipped if absent).",
 )
 @click.option("--quality", "qualities", type=float, multiple=True, help="FOOL qualities [1..8].")
+@click.option(
+    "--codec",
+    "codec_names",
+    multiple=True,
+    help="Codecs to run, repeated or comma-separated, of fool, fool-features, jpeg2000, jpegxl "
+    "[default: all]; without fool the pixel synthesis, most of the run, is skipped.",
+)
 def classify(
-    root: Path, out: Path, limit: int | None, classifier_path: Path, feature_path: Path, qualities: tuple[float, ...]
+    root: Path,
+    out: Path,
+    limit: int | None,
+    classifier_path: Path,
+    feature_path: Path,
+    qualities: tuple[float, ...],
+    codec_names: tuple[str, ...],
 ) -> None:
     """Top-1 accuracy on ROOT/<class>/ images: originals, FOOL image and feature modes, JPEG 2000, JPEG XL."""
-    from fool.tasks.classification import QUALITIES, evaluate_classification, plot_accuracy
+    from fool.tasks.classification import CODECS, QUALITIES, evaluate_classification, plot_accuracy
+
+    codecs = tuple(c.strip() for name in codec_names for c in name.split(",") if c.strip()) or CODECS
+    unknown = sorted(set(codecs) - set(CODECS))
+    if unknown:
+        raise click.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(CODECS)}", param_hint="--codec")
 
     result = evaluate_classification(
         root,
@@ -60,6 +78,7 @@ def classify(
         limit,
         qualities or QUALITIES,
         progress=progress("images"),
+        codecs=codecs,
     )
     s = result["summary"]
     click.echo(f"originals: {result['originals']['accuracy']:.1%} on {s['images']} images")

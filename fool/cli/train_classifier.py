@@ -44,12 +44,47 @@ def train_classifier(data: Path, out: Path, epochs: int, batch: int, lr: float, 
 @click.option("--steps", default=2000, show_default=True)
 @click.option("--batch", default=32, show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--variants",
+    type=click.Choice(["1", "2", "8"]),
+    default="2",
+    show_default=True,
+    help="Training images per original: 1 as is, 2 with its mirror image, 8 with all rotations and mirrors.",
+)
+@click.option("--jitter/--no-jitter", default=False, show_default=True, help="Random gain and offset per variant.")
+@click.option("--dropout", default=0.0, show_default=True, help="Channel dropout between the decoder's blocks.")
+@click.option("--weight-decay", default=1e-4, show_default=True)
+@click.option(
+    "--val",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Class folders whose accuracy is logged every 500 steps (it does not pick the checkpoint).",
+)
 def train_feature_mode(
-    data: Path, classifier_path: Path, out: Path, model: str, steps: int, batch: int, seed: int
+    data: Path,
+    classifier_path: Path,
+    out: Path,
+    model: str,
+    steps: int,
+    batch: int,
+    seed: int,
+    variants: str,
+    jitter: bool,
+    dropout: float,
+    weight_decay: float,
+    val: Path | None,
 ) -> None:
     """Train FOOL's feature mode: a ground decoder from MODEL's latents to the classifier's backbone features."""
     from fool.tasks.feature_mode import FeatureModeOptions
     from fool.tasks.feature_mode import train_feature_mode as run
 
-    last = run(data, classifier_path, model, out, FeatureModeOptions(steps=steps, batch=batch, seed=seed), click.echo)
+    opts = FeatureModeOptions(
+        steps=steps,
+        batch=batch,
+        seed=seed,
+        variants=int(variants),
+        jitter=jitter,
+        dropout=dropout,
+        weight_decay=weight_decay,
+    )
+    last = run(data, classifier_path, model, out, opts, click.echo, val)
     click.echo(f"wrote {out}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float)))

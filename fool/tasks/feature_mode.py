@@ -45,9 +45,10 @@ class _Res(nn.Module):
 class FeatureDecoder(nn.Module):
     """Latents (N, M, h, w) -> backbone features (N, 128, h, w), same grid (stride 16)."""
 
-    def __init__(self, latent_channels: int = 192, width: int = 128, blocks: int = 2) -> None:
+    def __init__(self, latent_channels: int = 192, width: int = 128, blocks: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        self.config = {"latent_channels": latent_channels, "width": width, "blocks": blocks}
+        self.config = {"latent_channels": latent_channels, "width": width, "blocks": blocks, "dropout": dropout}
+        self.dropout = dropout  # channel dropout between blocks, in training only
         self.net = nn.Sequential(
             nn.Conv2d(latent_channels, width, 3, 1, 1),
             nn.LeakyReLU(0.1, inplace=True),
@@ -56,7 +57,14 @@ class FeatureDecoder(nn.Module):
         )
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
-        return self.net(y_hat)
+        if not (self.training and self.dropout > 0):
+            return self.net(y_hat)
+        x = y_hat
+        for layer in self.net:
+            if isinstance(layer, (_Res, nn.Conv2d)) and x is not y_hat:
+                x = F.dropout2d(x, self.dropout, training=True)
+            x = layer(x)
+        return x
 
 
 @dataclass
@@ -146,6 +154,10 @@ class FeatureModeOptions:
     batch: int = 32
     lr: float = 1e-3
     kd_weight: float = 0.5
+    variants: int = 2  # 1: the originals; 2: and their mirror images; 8: all rotations and mirrors
+    jitter: bool = False  # random gain and offset per variant other than the originals, as the classifier's training
+    dropout: float = 0.0
+    weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
 
@@ -157,8 +169,12 @@ def train_feature_mode(
     out: Path,
     options: FeatureModeOptions | None = None,
     log: Callable[[str], None] = print,
+    val_dir: Path | None = None,
 ) -> dict:
-    """Distil the classifier's backbone into a decoder of ``codec_name``'s latents; save to ``out``."""
+    """Distil the classifier's backbone into a decoder of ``codec_name``'s latents; save to ``out``.
+
+    With ``val_dir`` (one folder per class), top-1 accuracy on its latents at the lowest and highest
+    quality is logged every 500 steps; it does not choose the checkpoint (the last step ships)."""
     from fool.shared import zoo
     from fool.shared.latent_codec import file_sha256
     from fool.shared.nn.codec import FoolCodec
@@ -177,12 +193,18 @@ def train_feature_mode(
     if classes != classifier.classes:
         raise ModelError(f"{train_dir}: classes differ from the classifier's")
     t0 = time.perf_counter()
+    if opts.variants not in (1, 2, 8):
+        raise ModelError(f"variants must be 1, 2 or 8, not {opts.variants}")
     ys, ms, feats, logits = [], [], [], []
     images = np.stack([fit(read_rgb(p)) for p in paths])
-    for flip in (False, True):  # the latents of mirrored images double the data
+    for v in range(opts.variants):  # the latents of rotated and mirrored images multiply the data
         for i in range(0, len(images), 16):
             x = torch.from_numpy(images[i : i + 16].astype(np.float32)).permute(0, 3, 1, 2)
-            x = x.flip(3) if flip else x
+            x = torch.rot90(x.flip(3) if v % 2 else x, v // 2, (2, 3))
+            if opts.jitter and v > 0:
+                gain = torch.from_numpy(rng.uniform(0.85, 1.15, (len(x), 1, 1, 1))).float()
+                offset = torch.from_numpy(rng.uniform(-15.0, 15.0, (len(x), 1, 1, 1))).float()
+                x = torch.round(x * gain + offset).clamp(0, 255)
             y, m = tile_latents(codec, x / 255)
             with torch.no_grad():
                 f = classifier.features(x)
@@ -191,11 +213,19 @@ def train_feature_mode(
             ms.append(m)
             feats.append(f)
     y_all, m_all, f_all, l_all = torch.cat(ys), torch.cat(ms), torch.cat(feats), torch.cat(logits)
-    lab_all = torch.from_numpy(np.concatenate([labels, labels]))
+    lab_all = torch.from_numpy(np.tile(labels, opts.variants))
     f_scale = f_all.pow(2).mean().sqrt()
     log(f"latents and targets of {len(y_all)} images in {time.perf_counter() - t0:.0f} s")
-    decoder = FeatureDecoder(y_all.shape[1])
-    optim = torch.optim.AdamW(decoder.parameters(), lr=opts.lr, weight_decay=1e-4)
+    val = None
+    if val_dir is not None:
+        vpaths, vlabels, vclasses = labelled_images(val_dir)
+        if vclasses != classes:
+            raise ModelError(f"{val_dir}: classes differ from the classifier's")
+        vx = torch.from_numpy(np.stack([fit(read_rgb(p)) for p in vpaths]).astype(np.float32)).permute(0, 3, 1, 2)
+        vy, vm = zip(*(tile_latents(codec, vx[i : i + 16] / 255) for i in range(0, len(vx), 16)), strict=True)
+        val = (torch.cat(vy), torch.cat(vm), torch.from_numpy(vlabels))
+    decoder = FeatureDecoder(y_all.shape[1], dropout=opts.dropout)
+    optim = torch.optim.AdamW(decoder.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     sched = warmup_cosine(optim, opts.steps)
     history: list[dict] = []
     acc_sum, loss_sum, seen = 0.0, 0.0, 0
@@ -218,11 +248,26 @@ def train_feature_mode(
         if step % 100 == 0 or step == opts.steps:
             row = {"step": step, "loss": loss_sum / seen, "train_accuracy": acc_sum / seen}
             row["seconds"] = time.perf_counter() - t0
+            if val is not None and (step % 500 == 0 or step == opts.steps):
+                row.update(_val_accuracy(decoder, classifier, codec, val))
             history.append(row)
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             acc_sum, loss_sum, seen = 0.0, 0.0, 0
             _save(decoder, classifier, file_sha256(classifier_path), codec_id, opts, history, out)
     return history[-1]
+
+
+@torch.no_grad()
+def _val_accuracy(decoder: FeatureDecoder, classifier: SceneClassifier, codec, val) -> dict[str, float]:
+    y, m, labels = val
+    decoder.eval()
+    out = {}
+    for q in (1, codec.levels):
+        y_hat = quantise(codec, y, m, torch.full((len(y),), float(q)))
+        pred = torch.cat([classifier.head(decoder(y_hat[i : i + 64])).argmax(1) for i in range(0, len(y), 64)])
+        out[f"val_accuracy_q{q}"] = float((pred == labels).float().mean())
+    decoder.train()
+    return out
 
 
 def _save(
