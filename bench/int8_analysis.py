@@ -71,6 +71,8 @@ def quantise(src: Path, dst: Path, calibration: np.ndarray, keep_gdn_float: bool
     exclude = [n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in squares] if keep_gdn_float else []
     pre = dst.with_suffix(".pre.onnx")
     quant_pre_process(str(src), str(pre))
+    names = {n.name for n in onnx.load(pre).graph.node}
+    assert set(exclude) <= names, "pre-processing renamed the GDN convolutions"
     quantize_static(
         str(pre),
         str(dst),
@@ -136,7 +138,8 @@ def main() -> None:
         )
     out = ROOT / "bench" / "results" / "int8_analysis.json"
     cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text().split("flags", 2)[1].split("\n", 1)[0] if cpuinfo.exists() else ""
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    flags = next((line for line in lines if line.startswith("flags")), "")
     isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f" {f}" in flags]
     result = {"threads": args.threads, "tiles": len(test), "cpu_flags": isa, "load_average_1min": os.getloadavg()[0]}
     out.write_text(json.dumps(result | {"runs": rows}, indent=1) + "\n")

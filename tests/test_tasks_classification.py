@@ -162,5 +162,9 @@ def test_train_feature_mode_variants_and_validation(tmp_path: Path) -> None:
     assert fm.decoder.config["dropout"] == 0.5 and not fm.decoder.training
     y = np.random.default_rng(0).normal(size=(2, 192, 8, 8)).astype(np.float32)
     assert np.array_equal(fm.features(y), fm.features(y))  # no dropout when decoding
+    fm.decoder.train()
+    with torch.no_grad():
+        a, b = (fm.decoder(torch.from_numpy(y)) for _ in range(2))
+    assert not torch.equal(a, b)  # and it acts in training
     with pytest.raises(ModelError, match="variants"):
         train_feature_mode(root, clf, "fool-m", feats, FeatureModeOptions(steps=1, variants=3))

@@ -52,7 +52,13 @@ def train_classifier(data: Path, out: Path, epochs: int, batch: int, lr: float, 
     help="Training images per original: 1 as is, 2 with its mirror image, 8 with all rotations and mirrors.",
 )
 @click.option("--jitter/--no-jitter", default=False, show_default=True, help="Random gain and offset per variant.")
-@click.option("--dropout", default=0.0, show_default=True, help="Channel dropout between the decoder's blocks.")
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Channel dropout between the decoder's blocks.",
+)
 @click.option("--weight-decay", default=1e-4, show_default=True)
 @click.option(
     "--val",

@@ -180,6 +180,10 @@ def train_feature_mode(
     from fool.shared.nn.codec import FoolCodec
 
     opts = options or FeatureModeOptions()
+    if opts.variants not in (1, 2, 8):
+        raise ModelError(f"variants must be 1, 2 or 8, not {opts.variants}")
+    if not 0.0 <= opts.dropout < 1.0:
+        raise ModelError(f"dropout must be in [0, 1), not {opts.dropout}")
     torch.manual_seed(opts.seed)
     torch.set_num_threads(opts.threads)
     rng = np.random.default_rng(opts.seed)
@@ -193,8 +197,6 @@ def train_feature_mode(
     if classes != classifier.classes:
         raise ModelError(f"{train_dir}: classes differ from the classifier's")
     t0 = time.perf_counter()
-    if opts.variants not in (1, 2, 8):
-        raise ModelError(f"variants must be 1, 2 or 8, not {opts.variants}")
     ys, ms, feats, logits = [], [], [], []
     images = np.stack([fit(read_rgb(p)) for p in paths])
     for v in range(opts.variants):  # the latents of rotated and mirrored images multiply the data
