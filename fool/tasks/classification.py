@@ -118,10 +118,11 @@ def evaluate_classification(
     paths, labels, _ = labelled_images(root, classifier.classes, limit)
     engine = load_runtime("torch", model, None, None)
     synthesis = TorchSynthesis(model, engine[1].weights_sha256)
-    use_features = feature_path is not None and "fool-features" in codecs
     if "fool-features" in codecs and feature_path is None and codecs != CODECS:
         raise InputError("fool-features needs a feature-mode decoder (--features FILE)")
-    feature_model = FeatureModeModel.load(feature_path, classifier_path) if use_features else None
+    feature_model = None
+    if feature_path is not None and "fool-features" in codecs:
+        feature_model = FeatureModeModel.load(feature_path, classifier_path)
     if feature_model is not None and feature_model.codec_id != engine[1].model_id:
         raise InputError(f"{feature_path} reads latents of {feature_model.codec_id}, not {engine[1].model_id}")
     n_q = len(qualities)
