@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -109,18 +110,13 @@ def _ensure_export(files: ModelFiles, codec: LatentCodec, root: Path) -> Path:
     try:
         export_synthesis(files, tmp)
         if folder.exists():  # stale (other weights or export version): replaced
-            for f in folder.iterdir():
-                f.unlink()
-            folder.rmdir()
+            shutil.rmtree(folder)
         os.replace(tmp, folder)
     except OSError:
         if not _export_matches(folder, codec.weights_sha256):  # a concurrent export did not win either
             raise
     finally:
-        if tmp.exists():
-            for f in tmp.iterdir():
-                f.unlink()
-            tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
