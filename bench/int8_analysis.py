@@ -1,14 +1,17 @@
-"""Does int8 pay for the onboard analysis? ONNX Runtime static quantisation of the flight graph.
+"""Does int8 pay for the onboard analysis? Speed, latent error and rate-distortion cost.
 
-    python bench/int8_analysis.py [--tiles 64] [--threads 1]
+    python bench/int8_analysis.py [--tiles 64] [--threads 1] [--rd 24]
 
-Exports the flight graph of fool-m (``fool export-onnx``), quantises its convolutions with
-``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights, uint8
-activations, MinMax calibration on 96 128-px tiles of UC Merced ``train``), once with every
-convolution and once leaving GDN's 1x1 convolutions (the ones fed by x²) in float, and times
-the float and int8 graphs alternately on the same held-out tiles in one process. Accuracy is
-the latents' relative RMS error and the share of rounded latents that stay equal (a changed
-symbol changes rate and pixels). Results go to bench/results/int8_analysis.json.
+Exports fool-m's flight graph three ways: float32 (``fool export-onnx``), the shipped int8
+variant (``fool export-onnx --int8 ucmerced/train``: the two middle convolutions, see
+shared/nn/quantise.py) and, for reference, every convolution in int8 with the same
+calibration. It times the three analysis graphs alternately on the same held-out 128-px tiles
+of UC Merced ``train`` in one process (ONNX Runtime, ``--threads``), and compares their
+latents with the float graph's (relative RMS error; share of rounded latents that stay equal).
+With ``--rd N`` it codes N images of ``dev`` at qualities 1..8 through the real path
+(container, ground decoder with its ONNX synthesis) with each flight export and reports the
+per-image BD-rate against the float export. int8 needs VNNI (AVX512-VNNI or AVX-VNNI) to
+pay; the CPU's flags go into the JSON. Results: bench/results/int8_analysis.json.
 """
 
 from __future__ import annotations
@@ -28,63 +31,67 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FOOL_DATA", ROOT.parent / "shared" / "data"))
 
 
-def tiles(paths: list[Path]) -> np.ndarray:
-    from PIL import Image
-
-    out = []
-    for p in paths:
-        a = np.asarray(Image.open(p).convert("RGB").resize((256, 256)), np.float32) / 255
-        out += [a[:128, :128].transpose(2, 0, 1), a[128:, 128:].transpose(2, 0, 1)]
-    return np.ascontiguousarray(np.stack(out))
+def cpu_flags() -> list[str]:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    flags = next((line for line in lines if line.startswith("flags")), "")
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+    return [f for f in wanted if f" {f}" in flags]
 
 
-def session(path: Path, threads: int):
-    import onnxruntime as ort
+def timings(variants: dict[str, Path], test: np.ndarray, threads: int, repeats: int) -> dict[str, float]:
+    from fool.shared.runtime import ort_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sessions = {k: ort_session(str(p / "analysis.onnx"), threads) for k, p in variants.items()}
+    best = dict.fromkeys(sessions, float("inf"))
+    for _ in range(repeats):  # alternate, so load changes hit every variant alike
+        for k, s in sessions.items():
+            t = time.perf_counter()
+            for i in range(0, len(test), 2):
+                s.run(["y", "z"], {"x": test[i : i + 2]})
+            best[k] = min(best[k], time.perf_counter() - t)
+    return best
 
 
-def quantise(src: Path, dst: Path, calibration: np.ndarray, keep_gdn_float: bool) -> None:
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def latent_error(variants: dict[str, Path], test: np.ndarray) -> dict[str, dict]:
+    from fool.shared.runtime import ort_session
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"x": calibration[i : i + 8]} for i in range(0, len(calibration), 8)])
+    ys = {k: ort_session(str(p / "analysis.onnx"), 1).run(["y"], {"x": test})[0] for k, p in variants.items()}
+    ref = ys["float32"]
+    return {
+        k: {
+            "latent_rel_rms_error": float(np.sqrt(((y - ref) ** 2).mean() / (ref**2).mean())),
+            "rounded_latents_equal": float((np.round(y) == np.round(ref)).mean()),
+        }
+        for k, y in ys.items()
+    }
 
-        def get_next(self):
-            return next(self.batches, None)
 
-    graph = onnx.load(src).graph
-    squares = {o for n in graph.node if n.op_type == "Mul" for o in n.output}
-    exclude = [n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in squares] if keep_gdn_float else []
-    pre = dst.with_suffix(".pre.onnx")
-    quant_pre_process(str(src), str(pre))
-    names = {n.name for n in onnx.load(pre).graph.node}
-    assert set(exclude) <= names, "pre-processing renamed the GDN convolutions"
-    quantize_static(
-        str(pre),
-        str(dst),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["Conv"],
-        nodes_to_exclude=exclude,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+def rate_distortion(variants: dict[str, Path], images: int) -> dict[str, dict]:
+    from fool.ground.synthesis import OnnxSynthesis
+    from fool.onboard.compress import load_runtime
+
+    from fool import evaluate as ev
+
+    dev = sorted((DATA / "ucmerced" / "dev").glob("*/*"))
+    pick = [dev[i] for i in np.linspace(0, len(dev) - 1, images).astype(int)]
+    points, synthesis = [], None
+    for name, flight in variants.items():
+        engine = load_runtime("onnx", "fool-m", flight, 1)
+        synthesis = synthesis or OnnxSynthesis("fool-m", engine[1].weights_sha256)
+        for f in pick:
+            img, bits = ev.read_image(f)
+            points += ev.eval_ours("fool-m", f, img, bits, range(1, 9), engine, synthesis, label=name)
+        print(f"  {name}: {len(pick)} images coded", flush=True)
+    out = {}
+    for name in variants:
+        mine = [p for p in points if p.codec == name]
+        row = {"mean_bpp": float(np.mean([p.bpp for p in mine])), "mean_psnr": float(np.mean([p.psnr for p in mine]))}
+        if name != "float32":
+            bd = ev.per_image_bd(points, "float32", name)
+            row |= {k: bd[k] for k in ("images", "mean", "median", "worst", "worst_image") if k in bd}
+        out[name] = row
+    return out
 
 
 def main() -> None:
@@ -92,57 +99,50 @@ def main() -> None:
     parser.add_argument("--tiles", type=int, default=64, help="held-out 128-px tiles timed per run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rd", type=int, default=0, metavar="N", help="also code N dev images per variant")
     args = parser.parse_args()
-    files = sorted((DATA / "ucmerced" / "train").glob("*/*"))
-    rng = np.random.default_rng(0)
-    pick = rng.choice(len(files), 48 + (args.tiles + 1) // 2, replace=False)
-    calibration = tiles([files[i] for i in pick[:48]])
-    test = tiles([files[i] for i in pick[48:]])[: args.tiles]
+    from fool.shared.nn.quantise import calibration_tiles, quantise_analysis
+
+    train = DATA / "ucmerced" / "train"
+    test = calibration_tiles(train, args.tiles, seed=1)
+    fool = str(Path(sys.executable).with_name("fool"))
     with tempfile.TemporaryDirectory(prefix="fool-int8-") as tmp:
         folder = Path(tmp)
-        fool = Path(sys.executable).with_name("fool")
-        subprocess.run([str(fool), "export-onnx", "-o", str(folder)], check=True, capture_output=True)
-        fp32 = folder / "analysis.onnx"
-        variants = {"fp32": fp32}
-        for name, keep in (("int8-all-convs", False), ("int8-gdn-float", True)):
-            variants[name] = folder / f"{name}.onnx"
-            quantise(fp32, variants[name], calibration, keep)
-        sessions = {k: session(p, args.threads) for k, p in variants.items()}
-        y_ref = sessions["fp32"].run(["y"], {"x": test})[0]
-        seconds: dict[str, list[float]] = {k: [] for k in sessions}
-        for _ in range(args.repeats):  # alternate, so load changes hit every variant alike
-            for k, s in sessions.items():
-                t = time.perf_counter()
-                for i in range(0, len(test), 16):
-                    s.run(["y", "z"], {"x": test[i : i + 16]})
-                seconds[k].append(time.perf_counter() - t)
-        rows = []
-        for k, s in sessions.items():
-            y = s.run(["y"], {"x": test})[0]
-            best = min(seconds[k])
-            rows.append(
-                {
-                    "variant": k,
-                    "seconds_best": round(best, 3),
-                    "speedup_vs_fp32": round(min(seconds["fp32"]) / best, 3),
-                    "mp_per_s": round(len(test) * 128 * 128 / 1e6 / best, 3),
-                    "latent_rel_rms_error": float(np.sqrt(((y - y_ref) ** 2).mean() / (y_ref**2).mean())),
-                    "rounded_latents_equal": float((np.round(y) == np.round(y_ref)).mean()),
-                }
-            )
-    print(f"{'variant':16} {'best s':>7} {'speed-up':>8} {'MP/s':>6} {'rel err':>8} {'same symbols':>12}")
+        variants = {"float32": folder / "float32", "int8-middle": folder / "int8", "int8-every-conv": folder / "all"}
+        subprocess.run([fool, "export-onnx", "-o", str(variants["float32"])], check=True, capture_output=True)
+        subprocess.run(
+            [fool, "export-onnx", "--int8", str(train), "-o", str(variants["int8-middle"])],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run([fool, "export-onnx", "-o", str(variants["int8-every-conv"])], check=True, capture_output=True)
+        import onnx
+
+        graph = variants["float32"] / "analysis.onnx"
+        every = tuple(n.name for n in onnx.load(str(graph)).graph.node if n.op_type == "Conv")
+        quantise_analysis(graph, variants["int8-every-conv"] / "analysis.onnx", calibration_tiles(train), every)
+        best = timings(variants, test, args.threads, args.repeats)
+        errors = latent_error(variants, test)
+        rd = rate_distortion(variants, args.rd) if args.rd else {}
+    rows = []
+    for k in variants:
+        mp = len(test) * 128 * 128 / 1e6
+        rows.append(
+            {"variant": k, "seconds_best": round(best[k], 3), "speedup_vs_float32": round(best["float32"] / best[k], 3)}
+            | {"mp_per_s": round(mp / best[k], 3)}
+            | errors[k]
+            | ({"rd_vs_float32": rd[k]} if rd else {})
+        )
+    print(f"{'variant':16} {'speed-up':>8} {'MP/s':>6} {'rel err':>8} {'same sym':>8} {'BD-rate':>8}")
     for r in rows:
+        bd = r.get("rd_vs_float32", {}).get("mean")
         print(
-            f"{r['variant']:16} {r['seconds_best']:7.3f} {r['speedup_vs_fp32']:8.3f} {r['mp_per_s']:6.3f}"
-            f" {r['latent_rel_rms_error']:8.4f} {r['rounded_latents_equal']:12.4f}"
+            f"{r['variant']:16} {r['speedup_vs_float32']:8.3f} {r['mp_per_s']:6.2f} {r['latent_rel_rms_error']:8.4f}"
+            f" {r['rounded_latents_equal']:8.4f} {'' if bd is None else f'{bd:+7.2f}%':>8}"
         )
     out = ROOT / "bench" / "results" / "int8_analysis.json"
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    flags = next((line for line in lines if line.startswith("flags")), "")
-    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f" {f}" in flags]
-    result = {"threads": args.threads, "tiles": len(test), "cpu_flags": isa, "load_average_1min": os.getloadavg()[0]}
-    out.write_text(json.dumps(result | {"runs": rows}, indent=1) + "\n")
+    meta = {"threads": args.threads, "tiles": len(test), "rd_images": args.rd, "cpu_flags": cpu_flags()}
+    out.write_text(json.dumps(meta | {"load_average_1min": os.getloadavg()[0], "runs": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 
 

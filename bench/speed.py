@@ -11,9 +11,11 @@ wall time, CPU time (user + sys) and peak RSS. The machine is shared, so the num
 something are the ratios to OpenJPEG measured in the same run; ``--repeat`` interleaves rounds
 and reports medians.
 
-* FOOL: ``fool compress --runtime onnx`` with default settings (quality, tiles, threads), then
+* FOOL: ``fool compress --runtime onnx`` with default settings (quality, tiles, workers), then
   ``fool decode`` (the ground's synthesis, ONNX Runtime by default; its one-time export into the
   cache is made before the timed runs) to a GeoTIFF.
+* FOOL int8 (with ``--flight-int8 DIR``, a ``fool export-onnx --int8`` export): the same
+  command with that flight export; its bytes are its own (about 1 % more than FOOL's).
 * OpenJPEG: ``imagecodecs.jpeg2k_encode(..., level=PSNR, codecformat="J2K", numthreads=2)``, a
   raw J2K codestream of all bands, the PSNR target bisected (untimed, in this process) until
   the file is within 0.5 % of FOOL's container; decode: ``jpeg2k_decode`` + a GeoTIFF write.
@@ -124,22 +126,40 @@ def child(argv: list[str]) -> None:
 # ---------------------------------------------------------------- parent
 
 
-def timed(cmd: list[str], log: Path) -> dict:
-    """Run ``cmd`` as a child process -> wall, CPU (user, sys) seconds and peak RSS (MB)."""
+def measure(log: str, cmd: list[str]) -> None:
+    """``speed.py --measure LOG CMD...``: run CMD, print its wall, CPU and peak RSS as JSON.
+
+    A child's peak RSS counts the memory of the process it was forked from (the kernel keeps
+    the high-water mark across exec), and this parent holds the decoded scene for the
+    bisections: so every timed run is forked from this small launcher instead."""
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"{' '.join(cmd[:4])} ... failed:\n{log.read_text()[-3000:]}")
-    return {
+    result = {
+        "exit": os.waitstatus_to_exitcode(status),
         "wall_s": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "user_s": usage.ru_utime,
         "sys_s": usage.ru_stime,
         "peak_rss_mb": usage.ru_maxrss / 1024,
     }
+    print(json.dumps(result))
+
+
+def timed(cmd: list[str], log: Path) -> dict:
+    """Run ``cmd`` as a child process -> wall, CPU (user, sys) seconds and peak RSS (MB)."""
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--measure", str(log), *cmd],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result.pop("exit"):
+        raise SystemExit(f"{' '.join(cmd[:4])} ... failed:\n{log.read_text()[-3000:]}")
+    return result
 
 
 def bisect(encode, target: int, lo: float, hi: float, increasing: bool, log_scale: bool = False, steps: int = 30):
@@ -175,12 +195,18 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2:])
         return
+    if len(sys.argv) > 2 and sys.argv[1] == "--measure":
+        measure(sys.argv[2], sys.argv[3:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--bands", type=int, choices=(1, 4), default=4)
     ap.add_argument("--dtype", choices=("uint8", "uint16"), default=None, help="[4 bands: uint8, 1 band: uint16]")
     ap.add_argument("--scene", type=Path, default=None, help="an existing GeoTIFF instead of the mosaic")
     ap.add_argument("--flight", type=Path, default=None, help="ONNX flight export [exported into the workdir]")
+    ap.add_argument(
+        "--flight-int8", type=Path, default=None, help="also time this int8 flight export (fool export-onnx --int8)"
+    )
     ap.add_argument("--quality", type=float, default=None, help="fool compress -q [its default]")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; medians are reported")
     ap.add_argument("--fool-only", action="store_true", help="only FOOL's encoder (e.g. peak RSS at 20000 px)")
@@ -210,6 +236,8 @@ def main() -> None:
         fool_cmd += ["--runtime", "onnx", "--flight", str(flight)]
         if args.quality is not None:
             fool_cmd += ["-q", str(args.quality)]
+        int8_cmd = [*fool_cmd[:6], str(tmp / "scene-int8.fool"), "--runtime", "onnx", "--flight", str(args.flight_int8)]
+        int8_cmd += fool_cmd[11:]
         import rasterio
 
         with rasterio.open(scene) as ds:
@@ -231,6 +259,8 @@ def main() -> None:
         target = (tmp / "scene.fool").stat().st_size
         print(f"fool compress: {target} bytes, {first['wall_s']:.1f} s", flush=True)
         codecs: dict[str, dict] = {"fool": {"bytes": target, "encode": [first], "decode": []}}
+        if args.flight_int8:
+            codecs["fool-int8"] = {"bytes": 0, "encode": [], "decode": []}
         if not args.fool_only:
             image = _read(str(scene))[0]
             t0 = time.perf_counter()
@@ -252,6 +282,10 @@ def main() -> None:
         def encode(name: str) -> dict:
             if name == "fool":
                 return timed(fool_cmd, tmp / "fool.log")
+            if name == "fool-int8":
+                run = timed(int8_cmd, tmp / "fool-int8.log")
+                codecs[name]["bytes"] = (tmp / "scene-int8.fool").stat().st_size
+                return run
             kind = {"openjpeg": "j2k", "jpegxl": "jxl"}[name]
             param = next(iter(codecs[name]["param"].values()))
             return timed(
@@ -259,9 +293,17 @@ def main() -> None:
             )
 
         def decode(name: str) -> dict:
-            if name == "fool":
-                cmd = [py, "-m", "fool.cli", "decode", str(tmp / "scene.fool"), "-o", str(tmp / "fool.tif")]
-                return timed(cmd, tmp / "fool-decode.log")
+            if name in ("fool", "fool-int8"):
+                cmd = [
+                    py,
+                    "-m",
+                    "fool.cli",
+                    "decode",
+                    str(tmp / f"scene{name[4:]}.fool"),
+                    "-o",
+                    str(tmp / f"{name}.tif"),
+                ]
+                return timed(cmd, tmp / f"{name}-decode.log")
             kind = {"openjpeg": "j2k", "jpegxl": "jxl"}[name]
             cmd = [py, me, "--child", f"{kind}-decode", str(tmp / kind), str(tmp / f"{kind}.tif"), profile_json]
             return timed(cmd, tmp / f"{kind}-decode.log")
@@ -286,7 +328,12 @@ def main() -> None:
             peak = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
             if dtype == "uint16":
                 peak = float(image.max())  # 11/12-bit data in uint16: PSNR against its own peak
-            for name, tif in (("fool", "fool.tif"), ("openjpeg", "j2k.tif"), ("jpegxl", "jxl.tif")):
+            for name, tif in (
+                ("fool", "fool.tif"),
+                ("fool-int8", "fool-int8.tif"),
+                ("openjpeg", "j2k.tif"),
+                ("jpegxl", "jxl.tif"),
+            ):
                 if name in codecs:
                     codecs[name]["psnr_db"] = round(psnr(image, _decoded(tmp / tif), peak), 3)
             del image
@@ -299,6 +346,14 @@ def main() -> None:
     out = args.out or results / ("speed.json" if default else f"speed_{args.bands}b_{args.size}.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD extensions that decide these ratios (AVX-512 and VNNI change them most)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    flags = next((line for line in lines if line.startswith("flags")), "").split()
+    return [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8") if f in flags]
 
 
 def summarise(codecs: dict, pixels: int, bands: int, args, scene: Path, dtype: str) -> dict:
@@ -333,6 +388,7 @@ def summarise(codecs: dict, pixels: int, bands: int, args, scene: Path, dtype: s
         "megapixels": round(pixels / 1e6, 3),
         "repeat": args.repeat,
         "cpu_count": os.cpu_count(),
+        "cpu_flags": _cpu_flags(),
         "load_average": os.getloadavg(),
         "ratio_to": "openjpeg (same run)",
         "codecs": rows,

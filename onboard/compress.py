@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -89,6 +90,14 @@ def analyse_tile(analysis, data: TileData, inputs: np.ndarray) -> tuple[np.ndarr
     return y, analysis.hyper(y)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def load_runtime(runtime: str, model: str, flight_dir: Path | None, threads: int | None):
     """-> (analysis callable, LatentCodec, model name)."""
     if runtime == "onnx":
@@ -123,7 +132,10 @@ class CompressOptions:
     band_groups: str | None = None
     runtime: str = "torch"
     flight_dir: Path | None = None
-    threads: int | None = None
+    threads: int | None = None  # intra-op threads of the runtime [ONNX Runtime with workers: 1]
+    #: threads coding batches side by side [the usable cores with ONNX Runtime, 1 with PyTorch,
+    #: whose own intra-op threads already take every core]
+    workers: int | None = None
     halo: int = 0  # inter-tile context, pixels (a multiple of 64)
     value_range: str = "scene"
     budget: int | None = None  # bytes of the whole container; quality then becomes the search's result
@@ -167,6 +179,10 @@ class CompressOptions:
             )
         if self.halo < 0 or self.halo % ALIGN or self.halo > MAX_HALO:
             raise InputError(f"halo must be 0 or a multiple of {ALIGN} up to {MAX_HALO} pixels, got {self.halo}")
+        for name in ("threads", "workers"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         if self.runtime not in ("torch", "onnx"):
             raise InputError(f"unknown runtime {self.runtime!r}; use 'torch' or 'onnx'")
         if self.budget is not None and self.budget <= 0:
@@ -228,8 +244,10 @@ def compress_scene(
     check_output(src, dst)
     start = time.perf_counter()
     with SceneReader(src, opts.tile_size, opts.bands, opts.band_groups, opts.value_range) as reader:
+        workers = opts.workers or (usable_cores() if opts.runtime == "onnx" else 1)
+        threads = opts.threads or (1 if opts.runtime == "onnx" and workers > 1 else None)
         analysis, codec = engine or load_runtime(
-            opts.runtime, opts.model or zoo.model_for(reader.dtype), opts.flight_dir, opts.threads
+            opts.runtime, opts.model or zoo.model_for(reader.dtype), opts.flight_dir, threads
         )
         upper = opts.quality > codec.levels
         code = int(round(opts.quality * QUALITY_STEP)) if upper else quality_code(opts.quality, codec.levels)
@@ -241,6 +259,7 @@ def compress_scene(
         coder = (
             intra_coder(opts, analysis, codec, reader, code) if opts.intra else TileCoder(analysis, codec, reader, code)
         )
+        coder.workers = workers
         with write_container(Path(dst), header) as out:
             budget = opts.budget_bytes(reader.ds.width * reader.ds.height)
             if budget is None and not rules:
@@ -381,7 +400,15 @@ class TileCoder:
     def __init__(self, analysis, codec: LatentCodec, reader: SceneReader, code: int) -> None:
         self.analysis, self.codec, self.reader, self.code = analysis, codec, reader, code
         self.coded = self.skipped = 0
+        #: seconds per stage, summed over the worker threads
         self.timings = {"analysis_s": 0.0, "entropy_s": 0.0}
+        self._timing_lock = threading.Lock()
+        #: threads that analyse and entropy-code batches side by side (see :meth:`run`)
+        self.workers = 1
+
+    def _spent(self, stage: str, since: float) -> None:
+        with self._timing_lock:
+            self.timings[stage] += time.perf_counter() - since
 
     @property
     def modes(self) -> dict[str, int]:
@@ -416,7 +443,7 @@ class TileCoder:
                 for j, (i, x) in enumerate(part):
                     whole = _Fixed((y[j * g : (j + 1) * g], z[j * g : (j + 1) * g]), self.analysis)
                     out[i] = batch[i], analyse_tile(whole, batch[i], x)
-        self.timings["analysis_s"] += time.perf_counter() - t0
+        self._spent("analysis_s", t0)
         return out
 
     def encode(self, data: TileData, latents: tuple[np.ndarray, np.ndarray], code: int) -> bytes:
@@ -434,11 +461,24 @@ class TileCoder:
         streams = self.codec.encode_tiles(jobs)
         return [pack_tile(stream, data.valid) for stream, (data, _) in zip(streams, tiles, strict=True)]
 
-    def write_batch(self, out, results, progress, done: int, total: int) -> int:
-        coded = [r for r in results if r[1] is not None]
+    def code_batch(self, batch: list[TileData]) -> tuple[list[tuple[TileData, tuple | None]], list[bytes] | None]:
+        """A worker's share of :meth:`run`: the batch's latents and its coded tiles' payloads."""
+        results = self.analyse_batch(batch)
+        coded = [(data, latents) for data, latents in results if latents is not None]
         t1 = time.perf_counter()
-        payloads = iter(self.encode_many(coded, self.code)) if coded else iter(())
-        self.timings["entropy_s"] += time.perf_counter() - t1
+        payloads = self.encode_many(coded, self.code) if coded else []
+        self._spent("entropy_s", t1)
+        return results, payloads
+
+    def write_batch(self, out, coded_batch, progress, done: int, total: int) -> int:
+        """Adds a :meth:`code_batch` result to the container, in the batch's tile order."""
+        results, ready = coded_batch
+        if ready is None:
+            coded = [r for r in results if r[1] is not None]
+            t1 = time.perf_counter()
+            ready = self.encode_many(coded, self.code) if coded else []
+            self._spent("entropy_s", t1)
+        payloads = iter(ready)
         for data, latents in results:
             if latents is None:  # every pixel invalid: not stored, decoded as nodata
                 self.skipped += 1
@@ -452,7 +492,7 @@ class TileCoder:
         return done
 
     def write(self, out, data: TileData, latents) -> None:
-        self.write_batch(out, [(data, latents)], None, 0, 0)
+        self.write_batch(out, ([(data, latents)], None), None, 0, 0)
 
     def tile_batches(self, halo: int):
         """The scene's tiles in raster order, in runs of up to :attr:`batch_tiles` tiles and
@@ -468,14 +508,20 @@ class TileCoder:
         return _batches(self.reader.tiles(halo), size, cap)
 
     def run(self, out, halo: int, progress: Callable[[int, int], None] | None) -> None:
+        """Codes the scene batch by batch: a reader thread prefetches tiles, :attr:`workers`
+        threads each analyse a batch and entropy-code it (the runtime, BLAS and GDAL release
+        the GIL, so they share the cores), and this thread writes the payloads in tile order.
+        Every tile's payload depends on that tile alone, so the file is the same for any
+        number of workers."""
         total, done = len(self.reader.grid), 0
-        batches = _Prefetch(self.tile_batches(halo), depth=2)
+        workers = max(1, self.workers)
+        batches = _Prefetch(self.tile_batches(halo), depth=workers + 1)
         try:
-            with _single_blas_thread(), ThreadPoolExecutor(1) as pool:
+            with _single_blas_thread(), ThreadPoolExecutor(workers) as pool:
                 pending: deque = deque()
                 for batch in batches:
-                    pending.append(pool.submit(self.analyse_batch, batch))
-                    if len(pending) > 1:
+                    pending.append(pool.submit(self.code_batch, batch))
+                    if len(pending) > workers:
                         done = self.write_batch(out, pending.popleft().result(), progress, done, total)
                 while pending:
                     done = self.write_batch(out, pending.popleft().result(), progress, done, total)
@@ -505,13 +551,18 @@ class IntraCoder(TileCoder):
             return super().analyse_batch(batch)
         return [(d, None if d.valid is not None and not d.valid.any() else self._NO_LATENTS) for d in batch]
 
-    def write_batch(self, out, results, progress, done: int, total: int) -> int:
+    def code_batch(self, batch: list[TileData]) -> tuple[list[tuple[TileData, tuple | None]], list[bytes] | None]:
+        """Only the analysis in the worker: the mode choice and the intra coders run in :meth:`write_batch`."""
+        return self.analyse_batch(batch), None
+
+    def write_batch(self, out, coded_batch, progress, done: int, total: int) -> int:
+        results, _ = coded_batch
         coded = [r for r in results if r[1] is not None]
         learned: Iterator[bytes] = iter(())
         if coded and self.chooser.needs_latents:
             t1 = time.perf_counter()
             learned = iter(self.encode_many(coded, self.code))
-            self.timings["entropy_s"] += time.perf_counter() - t1
+            self._spent("entropy_s", t1)
         for data, latents in results:
             if latents is None:
                 self.skipped += 1
@@ -581,7 +632,7 @@ class _single_blas_thread:
     (system time). Results do not depend on it (exact integers). Nested and concurrent scenes
     share one count; the last to finish restores the thread count found before the first."""
 
-    _lock = __import__("threading").Lock()
+    _lock = threading.Lock()
     _depth = 0
     _saved: int | None = None
     _api = None

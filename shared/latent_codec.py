@@ -203,19 +203,26 @@ class LatentCodec:
         self, tiles: list[tuple[list[tuple[np.ndarray, np.ndarray]], int, np.ndarray | None]]
     ) -> list[bytes]:
         """Many tiles' :meth:`encode_tile` (latents, code, coded) at once -> their streams, each
-        the bytes encode_tile writes; the integer hyper-synthesis of all their band groups runs
-        in batches (:meth:`hyper_params_many`)."""
+        the bytes encode_tile writes."""
+        return [encode_stream(chunks) for chunks in self.tile_chunks(tiles)]
+
+    def tile_chunks(
+        self, tiles: list[tuple[list[tuple[np.ndarray, np.ndarray]], int, np.ndarray | None]]
+    ) -> list[list[tuple[CdfTable, np.ndarray, np.ndarray]]]:
+        """Every tile's (table, symbols, indexes) runs, ready for :func:`encode_stream`: the
+        quantisation and the integer hyper-synthesis of all their band groups, which runs in
+        batches (:meth:`hyper_params_many`). Kept apart from the rANS coder so that the
+        onboard encoder can run it beside the analysis, on another core."""
         z_syms = [[self._z_sym(z) for _, z in latents] for latents, _, _ in tiles]
         params = iter(self.hyper_params_many([self._z_hat(s) for zs in z_syms for s in zs]))
-        streams = []
-        for (latents, code, coded), zs in zip(tiles, z_syms, strict=True):
-            chunks = [
+        return [
+            [
                 c
                 for (y, z), z_sym in zip(latents, zs, strict=True)
                 for c in self._chunks(y, z, code, coded, z_sym, next(params))
             ]
-            streams.append(encode_stream(chunks))
-        return streams
+            for (latents, code, coded), zs in zip(tiles, z_syms, strict=True)
+        ]
 
     def _sent(self, latent_shape: tuple[int, int], coded: np.ndarray | None) -> np.ndarray:
         h, w = latent_shape

@@ -152,3 +152,88 @@ def test_high_bit_depth_model_is_deterministic_too(team_data, tmp_path, monkeypa
     code = quality_code(3.0, codec.levels)
     for analysis in (OnnxAnalysis(tmp_path, 1), TorchAnalysis(files, 2)):
         assert _symbol_mismatches(analysis, codec, code, x, monkeypatch, ulp_noise=True) == 0
+
+
+def test_workers_write_the_same_file(flight, scenes, tmp_path):
+    """Batches coded side by side land in tile order: the file does not depend on the workers."""
+    src = scenes["four_band_uint8"]
+    sizes = set()
+    for workers in (1, 2, 3):
+        out = tmp_path / f"w{workers}.fool"
+        report = compress_scene(src, out, runtime="onnx", flight_dir=flight, workers=workers)
+        sizes.add(out.read_bytes())
+        assert report.tiles_coded > 2
+    assert len(sizes) == 1
+
+
+def test_bad_worker_counts_are_refused(flight, scenes, tmp_path):
+    from fool.shared.errors import InputError
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(InputError, match="workers"):
+            compress_scene(scenes["rgb_nodata"], tmp_path / "x.fool", runtime="onnx", flight_dir=flight, workers=bad)
+    assert not (tmp_path / "x.fool").exists()
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    """Four 256-px RGB images of the synthetic texture, as a calibration folder."""
+    from PIL import Image
+
+    from tests import data
+
+    folder = tmp_path_factory.mktemp("calibration")
+    for i in range(4):
+        rgb = data._texture(3, 256, 256, seed=10 + i)
+        Image.fromarray(np.moveaxis(rgb, 0, -1).astype(np.uint8)).save(folder / f"t{i}.png")
+    return folder
+
+
+def test_int8_export_quantises_only_the_middle_convolutions(calibration, scenes, flight, tmp_path):
+    import onnx
+    from fool.shared.nn.export import export_flight
+    from fool.shared.nn.quantise import INT8_NODES, calibration_tiles
+
+    tiles = calibration_tiles(calibration, 8)
+    assert tiles.shape == (8, 3, 128, 128) and tiles.dtype == np.float32 and 0 <= tiles.min() <= tiles.max() <= 1
+    int8 = tmp_path / "int8"
+    manifest = export_flight(find(), int8, tiles)
+    assert manifest["analysis_precision"]["int8"] == list(INT8_NODES)
+    assert json.loads((flight / "manifest.json").read_text())["analysis_precision"] == {"default": "float32"}
+    graph = onnx.load(str(int8 / "analysis.onnx")).graph
+    dequantised = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    int8_convs = {name for name, n in convs.items() if n.input[1] in dequantised}
+    assert int8_convs == set(INT8_NODES)
+    assert not list(int8.glob("*.pre.onnx")) and not (int8 / "analysis.float.onnx").exists()
+
+    src = scenes["four_band_uint8"]
+    decoded = {}
+    for name, folder in (("float", flight), ("int8", int8)):
+        report = compress_scene(src, tmp_path / f"{name}.fool", runtime="onnx", flight_dir=folder)
+        decode_container(tmp_path / f"{name}.fool", tmp_path / f"{name}.tif")
+        with rasterio.open(tmp_path / f"{name}.tif") as ds:
+            decoded[name] = (ds.read().astype(float), report.bytes)
+    with rasterio.open(src) as ds:
+        original = ds.read().astype(float)
+
+    def psnr(x):
+        return 10 * np.log10(255**2 / np.mean((x - original) ** 2))
+
+    assert (tmp_path / "int8.fool").read_bytes() != (tmp_path / "float.fool").read_bytes()
+    # calibrated on 8 synthetic tiles: a loose bound that a broken graph (garbage latents) fails;
+    # bench/int8_analysis.py --rd measures the real cost on team images
+    assert abs(psnr(decoded["int8"][0]) - psnr(decoded["float"][0])) < 2.0
+    assert abs(decoded["int8"][1] / decoded["float"][1] - 1) < 0.1
+
+
+def test_calibration_needs_images(tmp_path):
+    from fool.shared.errors import InputError
+    from fool.shared.nn.quantise import calibration_tiles
+
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(InputError, match="no calibration images"):
+        calibration_tiles(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(InputError, match="cannot read calibration image"):
+        calibration_tiles(tmp_path)

@@ -55,7 +55,16 @@ from fool.shared.zoo import DEFAULT_QUALITY
 @click.option(
     "--flight", "flight_dir", type=click.Path(path_type=Path), help="ONNX flight export (for --runtime onnx)."
 )
-@click.option("--threads", type=int, help="Intra-op threads of the runtime.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Intra-op threads of the runtime [onnx: 1 per worker; torch: all cores].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Batches coded side by side [onnx: the usable cores; torch: 1]; the file is the same for any number.",
+)
 @click.option(
     "--halo",
     default=0,
@@ -95,6 +104,7 @@ def compress(
     runtime,
     flight_dir,
     threads,
+    workers,
     halo,
     value_range,
     budget,
@@ -121,6 +131,7 @@ def compress(
         runtime=runtime,
         flight_dir=flight_dir,
         threads=threads,
+        workers=workers,
         halo=halo,
         value_range=value_range,
         budget=budget,

@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from compressai.layers import GDN
 from fool.shared.latent_codec import LatentCodec
@@ -90,18 +91,33 @@ def _export(graph: nn.Module, example: torch.Tensor, path: Path, inputs: list[st
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
-def export_flight(files: ModelFiles, out_dir: Path) -> dict:
+def export_flight(files: ModelFiles, out_dir: Path, int8_calibration: np.ndarray | None = None) -> dict:
     """Write ``analysis.onnx`` (x -> y, z), ``hyper_analysis.onnx`` (y -> z, for tiles analysed
     with a halo, whose hyper-latent must describe the tile's own latents), the model's tables
-    and ``manifest.json`` into ``out_dir``."""
+    and ``manifest.json`` into ``out_dir``. With ``int8_calibration`` (unit-range tiles) the
+    analysis graph's middle convolutions run in int8 (:mod:`shared.nn.quantise`)."""
     from fool.shared.nn.codec import FoolCodec
+    from fool.shared.nn.quantise import CALIBRATION_METHOD, INT8_NODES, quantise_analysis
 
     model = FoolCodec.load(files.weights)
     graph = OnboardGraph(model).eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "analysis.onnx"
     hyper_path = out_dir / "hyper_analysis.onnx"
-    _export(graph, torch.zeros(1, model.config.channels, 128, 128), onnx_path, ["x"], ["y", "z"])
+    precision: dict = {"default": "float32"}
+    if int8_calibration is None:
+        _export(graph, torch.zeros(1, model.config.channels, 128, 128), onnx_path, ["x"], ["y", "z"])
+    else:
+        float_path = out_dir / "analysis.float.onnx"
+        try:
+            _export(graph, torch.zeros(1, model.config.channels, 128, 128), float_path, ["x"], ["y", "z"])
+            quantise_analysis(float_path, onnx_path, int8_calibration)
+        finally:
+            float_path.unlink(missing_ok=True)
+        precision |= {
+            "int8": list(INT8_NODES),
+            "calibration": f"{CALIBRATION_METHOD}, {len(int8_calibration)} tiles of 128 px",
+        }
     _export(model.h_a.eval(), torch.zeros(1, model.config.m, 8, 8), hyper_path, ["y"], ["z"])
     tables = out_dir / files.tables.name
     shutil.copyfile(files.tables, tables)
@@ -114,6 +130,7 @@ def export_flight(files: ModelFiles, out_dir: Path) -> dict:
         "analysis": onnx_path.name,
         "tables": tables.name,
         "analysis_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "analysis_precision": precision,
         "hyper_analysis": hyper_path.name,
         "hyper_analysis_sha256": hashlib.sha256(hyper_path.read_bytes()).hexdigest(),
         "input": {
