@@ -310,9 +310,9 @@ def main() -> None:
 
         if not args.no_decode and not args.fool_only:  # untimed: the ONNX synthesis export, once
             warm = (
-                "import sys; from fool.shared.format import Container; from fool.ground.synthesis import "
-                "synthesis_export; c = Container.open(sys.argv[1]); synthesis_export(c.scene.model_name, "
-                "c.scene.model_sha256)"
+                "import sys\nfrom fool.shared.format import Container\nfrom fool.ground.synthesis import "
+                "synthesis_export\nwith Container.open(sys.argv[1]) as c:\n"
+                "    synthesis_export(c.scene.model_name, c.scene.model_sha256)"
             )
             subprocess.run([py, "-c", warm, str(tmp / "scene.fool")], check=True)
         for r in range(args.repeat):

@@ -15,7 +15,7 @@ from fool.shared.errors import ContainerError, FoolError, OutputError
 from fool.shared.format import FLAG_MASK, MODE_INTRA, MODE_LOST, MODE_SKIPPED, Container, TileEntry
 from fool.shared.geometry import Tile, coded_latents
 from fool.shared.latent_codec import LatentCodec, fill_unsent
-from fool.shared.runtime import SynthesisRuntime
+from fool.shared.runtime import SynthesisRuntime, single_blas_thread
 from fool.shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
 
 
@@ -284,7 +284,7 @@ def decode_container(
         tmp = dst.with_name(f".{dst.name}.partial.tif")
         try:
             env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB)
-            with env, _open_output(tmp, scene) as out:
+            with env, single_blas_thread(), _open_output(tmp, scene) as out:
                 for i, (row, col) in enumerate(sorted(source.entries)):
                     source.forget_above(row)
                     latents = source.at((row, col))

@@ -22,6 +22,7 @@ from fool.shared.errors import InputError, ModelError, OutputError
 from fool.shared.format import FLAG_MASK, MODE_INTRA, MODE_SKIPPED, write_container
 from fool.shared.geometry import ALIGN, DEFAULT_TILE, coded_latents
 from fool.shared.latent_codec import QUALITY_STEP, LatentCodec, quality_code
+from fool.shared.runtime import single_blas_thread
 from fool.shared.scene import MAX_HALO, SceneHeader, pack_tile
 
 
@@ -517,7 +518,7 @@ class TileCoder:
         workers = max(1, self.workers)
         batches = _Prefetch(self.tile_batches(halo), depth=workers + 1)
         try:
-            with _single_blas_thread(), ThreadPoolExecutor(workers) as pool:
+            with single_blas_thread(), ThreadPoolExecutor(workers) as pool:
                 pending: deque = deque()
                 for batch in batches:
                     pending.append(pool.submit(self.code_batch, batch))
@@ -600,60 +601,6 @@ class _Fixed:
 
     def __call__(self, _inputs):
         return self.latents
-
-
-def _blas_threads():
-    """-> (get, set) of the OpenBLAS thread count numpy uses, or None (another BLAS)."""
-    import ctypes
-
-    try:
-        with open("/proc/self/maps") as fh:
-            libs = {line.split()[-1] for line in fh if "openblas" in line.lower() and ".so" in line}
-    except OSError:
-        return None
-    # numpy's own OpenBLAS first (a wheel's is in numpy.libs), not one that another library bundles
-    for lib in sorted(libs, key=lambda p: ("numpy" not in p, p)):
-        try:
-            so = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for suffix in ("64_", "", "_64"):
-            for prefix in ("scipy_openblas", "openblas"):
-                get = getattr(so, f"{prefix}_get_num_threads{suffix}", None)
-                set_ = getattr(so, f"{prefix}_set_num_threads{suffix}", None)
-                if get is not None and set_ is not None:
-                    return get, set_
-    return None
-
-
-class _single_blas_thread:
-    """One OpenBLAS thread while a scene is coded: the integer hyper-synthesis's products are
-    small, the runtime has the other core, and idle OpenBLAS threads spin in sched_yield
-    (system time). Results do not depend on it (exact integers). Nested and concurrent scenes
-    share one count; the last to finish restores the thread count found before the first."""
-
-    _lock = threading.Lock()
-    _depth = 0
-    _saved: int | None = None
-    _api = None
-
-    def __enter__(self):
-        cls = type(self)
-        with cls._lock:
-            if cls._depth == 0:
-                cls._api = _blas_threads() if cls._api is None else cls._api
-                if cls._api:
-                    cls._saved = cls._api[0]()
-                    cls._api[1](1)
-            cls._depth += 1
-        return self
-
-    def __exit__(self, *exc) -> None:
-        cls = type(self)
-        with cls._lock:
-            cls._depth -= 1
-            if cls._depth == 0 and cls._api and cls._saved:
-                cls._api[1](cls._saved)
 
 
 class PlannedCoder:
