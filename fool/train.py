@@ -52,6 +52,10 @@ class TrainOptions:
     dec_blocks: int | None = None  # deepen the synthesis of a new or initialised model (None: keep)
     latent: int | None = None  # latent channels M of a new model, or widen an initialised one (None: keep)
     latent_ramp: int = 3000  # steps over which widened channels' bits enter the loss (see shared.nn.grow)
+    enc_width: int | None = None  # hidden channels of the analysis: narrow an initialised model (None: keep)
+    #: "all", or "encoder": only the onboard analysis and hyper-analysis learn, so the ground
+    #: decoder (synthesis, hyper-synthesis, entropy models, gains) stays the --init model's
+    train_only: str = "all"
 
 
 class CropSource:
@@ -198,13 +202,22 @@ class Run:
         )
 
 
-def _new_run(config, device, lr: float) -> Run:
+TRAIN_ONLY = ("all", "encoder")
+
+
+def _new_run(config, device, lr: float, train_only: str = "all") -> Run:
     import torch
 
     from fool.shared.nn.codec import FoolCodec
 
+    if train_only not in TRAIN_ONLY:
+        raise ModelError(f"--train-only must be one of {', '.join(TRAIN_ONLY)}, got {train_only!r}")
     model = FoolCodec(config).to(device)
-    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    if train_only == "encoder":
+        for n, p in model.named_parameters():
+            # the entropy bottleneck's quantiles (its aux loss) only track its frozen density's range
+            p.requires_grad_(n.startswith(("g_a.", "h_a.")) or n.endswith(".quantiles"))
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
     run = Run(model, torch.optim.Adam(main_params, lr=lr), torch.optim.Adam(aux_params, lr=1e-3), main_params, config)
     run.ramp = {"channels_from": config.m, "steps": 0}
@@ -220,7 +233,7 @@ def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, 
 
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        run = _new_run(CodecConfig.from_dict(state["config"]), device, opts.lr)
+        run = _new_run(CodecConfig.from_dict(state["config"]), device, opts.lr, opts.train_only)
         run.model.load_state_dict(state["model"])
         run.opt.load_state_dict(state["opt"])
         run.aux_opt.load_state_dict(state["aux_opt"])
@@ -235,10 +248,22 @@ def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, 
         config = dataclasses.replace(config, dec_blocks=opts.dec_blocks)
     if opts.latent is not None:
         config = dataclasses.replace(config, m=opts.latent)
-    run = _new_run(config, device, opts.lr)
+    if opts.enc_width is not None:
+        config = dataclasses.replace(config, n_enc=opts.enc_width)
+    run = _new_run(config, device, opts.lr, opts.train_only)
     if init_model is None or opts.init is None:
+        if opts.train_only != "all":
+            raise ModelError("--train-only encoder needs --init: it keeps that model's decoder")
         return run
-    if config.m != init_model.config.m:
+    if config.n_enc != init_model.config.n_enc:
+        if config.m != init_model.config.m or config.dec_blocks != init_model.config.dec_blocks:
+            raise ModelError("narrow the analysis in a run of its own (no --latent or --dec-blocks)")
+        from fool.shared.nn.grow import narrow_analysis
+
+        narrow_analysis(run.model, init_model.to(device), torch.from_numpy(source.batch(32)).to(device))
+        run.lineage = init_lineage(Path(opts.init))
+        log(f"initialised from {opts.init}, analysis narrowed {init_model.config.n_enc} -> {config.n_enc} channels")
+    elif config.m != init_model.config.m:
         _widen_from(run, init_model, opts, source, device)
         log(f"initialised from {opts.init}, latent widened {init_model.config.m} -> {config.m} channels")
     else:

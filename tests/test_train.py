@@ -167,3 +167,47 @@ def test_checkerboard_context_checkpoints_are_refused(images, tmp_path):
         train(TrainOptions(data=[images], out=tmp_path / "resume", steps=0, crop=64), log=lambda *_: None)
     result = CliRunner().invoke(train_cli, [str(images), "-o", str(tmp_path / "cli"), "--context"])
     assert result.exit_code == 2 and "No such option '--context'" in result.output
+
+
+def test_encoder_only_run_narrows_the_analysis_and_keeps_the_decoder(images, tmp_path):
+    from fool.shared.nn.codec import FoolCodec
+
+    ckpt = train(TrainOptions(data=[images], out=tmp_path / "base", steps=1, batch=2, crop=64), log=lambda *_: None)
+    base = FoolCodec.load(ckpt)
+    lean = TrainOptions(
+        data=[images], out=tmp_path / "lean", steps=3, batch=2, crop=64, init=ckpt, enc_width=48, train_only="encoder"
+    )
+    model = FoolCodec.load(train(lean, log=lambda *_: None))
+    assert model.config.n_enc == 48 and base.config.n_enc == 64
+    assert list(model.g_a[0].weight.shape) == [48, 3, 5, 5] and list(model.g_a[6].weight.shape)[:2] == [
+        base.config.m,
+        48,
+    ]
+    before, after = base.state_dict(), model.state_dict()
+    onboard = [k for k in after if k.startswith(("g_a.", "h_a."))]
+    ground = [k for k in after if not k.startswith(("g_a.", "h_a.")) and not k.endswith(("_cdf", "_offset", "_length"))]
+    ground = [k for k in ground if not k.endswith("quantiles")]  # the aux loss keeps tracking them
+    assert ground and all(torch.equal(before[k], after[k]) for k in ground), "the ground decoder changed"
+    assert any(not torch.equal(before[k], after[k]) for k in onboard if before[k].shape == after[k].shape)
+    assert [r["steps"] for r in model.trained["lineage"]] == [1]
+    widen = TrainOptions(data=[images], out=tmp_path / "w", steps=0, crop=64, init=ckpt, enc_width=80)
+    with pytest.raises(ModelError, match="only narrow"):
+        train(widen, log=lambda *_: None)
+    scratch = TrainOptions(data=[images], out=tmp_path / "s", steps=0, crop=64, train_only="encoder")
+    with pytest.raises(ModelError, match="needs --init"):
+        train(scratch, log=lambda *_: None)
+
+
+def test_narrowing_to_the_same_width_is_the_identity():
+    import dataclasses
+
+    from fool.shared.nn.codec import FoolCodec
+    from fool.shared.nn.grow import narrow_analysis
+    from fool.shared.zoo import find
+
+    base = FoolCodec.load(find().weights).eval()
+    same = FoolCodec(dataclasses.replace(base.config)).eval()
+    x = torch.rand(4, 3, 64, 64)
+    narrow_analysis(same, base, x)
+    with torch.no_grad():
+        assert torch.allclose(same.analyse(x)[0], base.analyse(x)[0], atol=1e-6)

@@ -51,6 +51,18 @@ import click
     show_default=True,
     help="Steps over which the bits of channels added by --latent enter the loss (they start free).",
 )
+@click.option(
+    "--enc-width",
+    type=click.IntRange(min=8),
+    help="Hidden channels of the onboard analysis: narrow an --init model (fewer multiply-adds on board).",
+)
+@click.option(
+    "--train-only",
+    type=click.Choice(["all", "encoder"]),
+    default="all",
+    show_default=True,
+    help="encoder: only the onboard analysis learns; the --init model's ground decoder stays as it is.",
+)
 def train(
     data,
     out,
@@ -70,6 +82,8 @@ def train(
     dec_blocks,
     latent,
     latent_ramp,
+    enc_width,
+    train_only,
 ) -> None:
     """Train or resume the variable-rate codec on folders of images/scenes."""
     from fool.train import TrainOptions
@@ -94,5 +108,7 @@ def train(
         dec_blocks=dec_blocks,
         latent=latent,
         latent_ramp=latent_ramp,
+        enc_width=enc_width,
+        train_only=train_only,
     )
     run(opts, log=click.echo)
