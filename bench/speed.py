@@ -14,8 +14,9 @@ and reports medians.
 * FOOL: ``fool compress --runtime onnx`` with default settings (quality, tiles, workers), then
   ``fool decode`` (the ground's synthesis, ONNX Runtime by default; its one-time export into the
   cache is made before the timed runs) to a GeoTIFF.
-* FOOL int8 (with ``--flight-int8 DIR``, a ``fool export-onnx --int8`` export): the same
-  command with that flight export; its bytes are its own (about 1 % more than FOOL's).
+* FOOL variants (``--variant NAME=DIR``, repeatable: e.g. ``int8=DIR`` for a
+  ``fool export-onnx --int8`` export, or another model's export): the same command with that
+  flight export, as the row ``fool-NAME``; their bytes are their own.
 * OpenJPEG: ``imagecodecs.jpeg2k_encode(..., level=PSNR, codecformat="J2K", numthreads=2)``, a
   raw J2K codestream of all bands, the PSNR target bisected (untimed, in this process) until
   the file is within 0.5 % of FOOL's container; decode: ``jpeg2k_decode`` + a GeoTIFF write.
@@ -205,7 +206,11 @@ def main() -> None:
     ap.add_argument("--scene", type=Path, default=None, help="an existing GeoTIFF instead of the mosaic")
     ap.add_argument("--flight", type=Path, default=None, help="ONNX flight export [exported into the workdir]")
     ap.add_argument(
-        "--flight-int8", type=Path, default=None, help="also time this int8 flight export (fool export-onnx --int8)"
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also time FOOL with this flight export (e.g. int8=DIR from fool export-onnx --int8)",
     )
     ap.add_argument("--quality", type=float, default=None, help="fool compress -q [its default]")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; medians are reported")
@@ -236,8 +241,14 @@ def main() -> None:
         fool_cmd += ["--runtime", "onnx", "--flight", str(flight)]
         if args.quality is not None:
             fool_cmd += ["-q", str(args.quality)]
-        int8_cmd = [*fool_cmd[:6], str(tmp / "scene-int8.fool"), "--runtime", "onnx", "--flight", str(args.flight_int8)]
-        int8_cmd += fool_cmd[11:]
+        variants = {}
+        for spec in args.variant:
+            name, sep, folder = spec.partition("=")
+            if not sep or not name or not folder:
+                raise SystemExit(f"--variant wants NAME=DIR, got {spec!r}")
+            out = tmp / f"scene-{name}.fool"
+            cmd = [*fool_cmd[:6], str(out), "--runtime", "onnx", "--flight", folder, *fool_cmd[11:]]
+            variants[f"fool-{name}"] = (cmd, out)
         import rasterio
 
         with rasterio.open(scene) as ds:
@@ -259,8 +270,8 @@ def main() -> None:
         target = (tmp / "scene.fool").stat().st_size
         print(f"fool compress: {target} bytes, {first['wall_s']:.1f} s", flush=True)
         codecs: dict[str, dict] = {"fool": {"bytes": target, "encode": [first], "decode": []}}
-        if args.flight_int8:
-            codecs["fool-int8"] = {"bytes": 0, "encode": [], "decode": []}
+        for name in variants:
+            codecs[name] = {"bytes": 0, "encode": [], "decode": []}
         if not args.fool_only:
             image = _read(str(scene))[0]
             t0 = time.perf_counter()
@@ -282,9 +293,10 @@ def main() -> None:
         def encode(name: str) -> dict:
             if name == "fool":
                 return timed(fool_cmd, tmp / "fool.log")
-            if name == "fool-int8":
-                run = timed(int8_cmd, tmp / "fool-int8.log")
-                codecs[name]["bytes"] = (tmp / "scene-int8.fool").stat().st_size
+            if name in variants:
+                cmd, out = variants[name]
+                run = timed(cmd, tmp / f"{name}.log")
+                codecs[name]["bytes"] = out.stat().st_size
                 return run
             kind = {"openjpeg": "j2k", "jpegxl": "jxl"}[name]
             param = next(iter(codecs[name]["param"].values()))
@@ -293,16 +305,9 @@ def main() -> None:
             )
 
         def decode(name: str) -> dict:
-            if name in ("fool", "fool-int8"):
-                cmd = [
-                    py,
-                    "-m",
-                    "fool.cli",
-                    "decode",
-                    str(tmp / f"scene{name[4:]}.fool"),
-                    "-o",
-                    str(tmp / f"{name}.tif"),
-                ]
+            if name == "fool" or name in variants:
+                src = tmp / "scene.fool" if name == "fool" else variants[name][1]
+                cmd = [py, "-m", "fool.cli", "decode", str(src), "-o", str(tmp / f"{name}.tif")]
                 return timed(cmd, tmp / f"{name}-decode.log")
             kind = {"openjpeg": "j2k", "jpegxl": "jxl"}[name]
             cmd = [py, me, "--child", f"{kind}-decode", str(tmp / kind), str(tmp / f"{kind}.tif"), profile_json]
@@ -328,12 +333,8 @@ def main() -> None:
             peak = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
             if dtype == "uint16":
                 peak = float(image.max())  # 11/12-bit data in uint16: PSNR against its own peak
-            for name, tif in (
-                ("fool", "fool.tif"),
-                ("fool-int8", "fool-int8.tif"),
-                ("openjpeg", "j2k.tif"),
-                ("jpegxl", "jxl.tif"),
-            ):
+            tifs = {"fool": "fool.tif", **{n: f"{n}.tif" for n in variants}, "openjpeg": "j2k.tif", "jpegxl": "jxl.tif"}
+            for name, tif in tifs.items():
                 if name in codecs:
                     codecs[name]["psnr_db"] = round(psnr(image, _decoded(tmp / tif), peak), 3)
             del image

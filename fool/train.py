@@ -249,7 +249,7 @@ def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, 
     if opts.latent is not None:
         config = dataclasses.replace(config, m=opts.latent)
     if opts.enc_width is not None:
-        config = dataclasses.replace(config, n_enc=opts.enc_width)
+        config = dataclasses.replace(config, n_enc=opts.enc_width, n_hyper=config.n_hyper or config.n_enc)
     run = _new_run(config, device, opts.lr, opts.train_only)
     if init_model is None or opts.init is None:
         if opts.train_only != "all":

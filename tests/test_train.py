@@ -179,10 +179,9 @@ def test_encoder_only_run_narrows_the_analysis_and_keeps_the_decoder(images, tmp
     )
     model = FoolCodec.load(train(lean, log=lambda *_: None))
     assert model.config.n_enc == 48 and base.config.n_enc == 64
-    assert list(model.g_a[0].weight.shape) == [48, 3, 5, 5] and list(model.g_a[6].weight.shape)[:2] == [
-        base.config.m,
-        48,
-    ]
+    assert list(model.g_a[0].weight.shape) == [48, 3, 5, 5]
+    assert list(model.g_a[6].weight.shape)[:2] == [base.config.m, 48]
+    assert model.config.n_hyper == 64 and model.h_a[0].weight.shape == base.h_a[0].weight.shape
     before, after = base.state_dict(), model.state_dict()
     onboard = [k for k in after if k.startswith(("g_a.", "h_a."))]
     ground = [k for k in after if not k.startswith(("g_a.", "h_a.")) and not k.endswith(("_cdf", "_offset", "_length"))]

@@ -39,6 +39,9 @@ class CodecConfig:
     m: int = 128
     nz: int = 64
     dec_blocks: int = 0  # residual bottlenecks per synthesis stage (ground only; 0 = the v1 decoder)
+    #: hidden channels of the hyper-analysis (None: ``n_enc``, as every model before the
+    #: narrowed analyses); kept when ``fool train --enc-width`` narrows the analysis
+    n_hyper: int | None = None
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
     def to_dict(self) -> dict:
@@ -93,7 +96,7 @@ class FoolCodec(nn.Module):
         self.config = config
         c = config
         self.g_a = analysis(c.channels, c.n_enc, c.m)
-        self.h_a = hyper_analysis(c.m, c.n_enc, c.nz)
+        self.h_a = hyper_analysis(c.m, c.n_hyper or c.n_enc, c.nz)
         self.h_s = hyper_synthesis(c.nz, c.n_dec, c.m)
         self.g_s = synthesis(c.channels, c.n_dec, c.m, c.dec_blocks)
         levels = len(c.lambdas)

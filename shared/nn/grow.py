@@ -120,6 +120,8 @@ def narrow_analysis(model: FoolCodec, trained: FoolCodec, x: torch.Tensor) -> No
     old, new = trained.config.n_enc, model.config.n_enc
     if new > old:
         raise ModelError(f"the analysis can only narrow: {old} -> {new} channels")
+    if (model.config.n_hyper or new) != (trained.config.n_hyper or old):
+        raise ModelError("narrowing the analysis keeps the hyper-analysis's width (set n_hyper)")
     src = trained.state_dict()
     dst = model.state_dict()
     for key, value in dst.items():
