@@ -1,6 +1,6 @@
 """Does int8 pay for the onboard analysis? Speed, latent error and rate-distortion cost.
 
-    python bench/int8_analysis.py [--tiles 64] [--threads 1] [--rd 24]
+    python bench/int8_analysis.py [--tiles 64] [--threads 1] [--rd 24] [--model fool-m]
 
 Exports fool-m's flight graph three ways: float32 (``fool export-onnx``), the shipped int8
 variant (``fool export-onnx --int8 ucmerced/train``: the two middle convolutions, see
@@ -67,7 +67,7 @@ def latent_error(variants: dict[str, Path], test: np.ndarray) -> dict[str, dict]
     }
 
 
-def rate_distortion(variants: dict[str, Path], images: int) -> dict[str, dict]:
+def rate_distortion(variants: dict[str, Path], images: int, model: str = "fool-m") -> dict[str, dict]:
     from fool.ground.synthesis import OnnxSynthesis
     from fool.onboard.compress import load_runtime
 
@@ -77,11 +77,11 @@ def rate_distortion(variants: dict[str, Path], images: int) -> dict[str, dict]:
     pick = [dev[i] for i in np.linspace(0, len(dev) - 1, images).astype(int)]
     points, synthesis = [], None
     for name, flight in variants.items():
-        engine = load_runtime("onnx", "fool-m", flight, 1)
-        synthesis = synthesis or OnnxSynthesis("fool-m", engine[1].weights_sha256)
+        engine = load_runtime("onnx", model, flight, 1)
+        synthesis = synthesis or OnnxSynthesis(model, engine[1].weights_sha256)
         for f in pick:
             img, bits = ev.read_image(f)
-            points += ev.eval_ours("fool-m", f, img, bits, range(1, 9), engine, synthesis, label=name)
+            points += ev.eval_ours(model, f, img, bits, range(1, 9), engine, synthesis, label=name)
         print(f"  {name}: {len(pick)} images coded", flush=True)
     out = {}
     for name in variants:
@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rd", type=int, default=0, metavar="N", help="also code N dev images per variant")
+    parser.add_argument("--model", default="fool-m", help="shipped model whose analysis is quantised")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "int8_analysis.json")
     args = parser.parse_args()
     from fool.shared.nn.quantise import calibration_tiles, quantise_analysis
 
@@ -109,13 +111,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fool-int8-") as tmp:
         folder = Path(tmp)
         variants = {"float32": folder / "float32", "int8-middle": folder / "int8", "int8-every-conv": folder / "all"}
-        subprocess.run([fool, "export-onnx", "-o", str(variants["float32"])], check=True, capture_output=True)
-        subprocess.run(
-            [fool, "export-onnx", "--int8", str(train), "-o", str(variants["int8-middle"])],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run([fool, "export-onnx", "-o", str(variants["int8-every-conv"])], check=True, capture_output=True)
+        model = ["--model", args.model]
+        for name, extra in (("float32", []), ("int8-middle", ["--int8", str(train)]), ("int8-every-conv", [])):
+            cmd = [fool, "export-onnx", *model, *extra, "-o", str(variants[name])]
+            subprocess.run(cmd, check=True, capture_output=True)
         import onnx
 
         graph = variants["float32"] / "analysis.onnx"
@@ -123,7 +122,7 @@ def main() -> None:
         quantise_analysis(graph, variants["int8-every-conv"] / "analysis.onnx", calibration_tiles(train), every)
         best = timings(variants, test, args.threads, args.repeats)
         errors = latent_error(variants, test)
-        rd = rate_distortion(variants, args.rd) if args.rd else {}
+        rd = rate_distortion(variants, args.rd, args.model) if args.rd else {}
     rows = []
     for k in variants:
         mp = len(test) * 128 * 128 / 1e6
@@ -140,8 +139,9 @@ def main() -> None:
             f"{r['variant']:16} {r['speedup_vs_float32']:8.3f} {r['mp_per_s']:6.2f} {r['latent_rel_rms_error']:8.4f}"
             f" {r['rounded_latents_equal']:8.4f} {'' if bd is None else f'{bd:+7.2f}%':>8}"
         )
-    out = ROOT / "bench" / "results" / "int8_analysis.json"
-    meta = {"threads": args.threads, "tiles": len(test), "rd_images": args.rd, "cpu_flags": cpu_flags()}
+    out = args.out
+    meta = {"model": args.model, "threads": args.threads, "tiles": len(test), "rd_images": args.rd}
+    meta["cpu_flags"] = cpu_flags()
     out.write_text(json.dumps(meta | {"load_average_1min": os.getloadavg()[0], "runs": rows}, indent=1) + "\n")
     print(f"wrote {out}")
 

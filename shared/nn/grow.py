@@ -7,9 +7,10 @@ network at (or within noise of) the smaller one's rate-distortion point.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import torch
+from compressai.layers import GDN
 from fool.shared.errors import ModelError
 from fool.shared.nn.codec import FoolCodec
 from fool.shared.nn.layers import conv_bias
@@ -141,7 +142,7 @@ def narrow_analysis(model: FoolCodec, trained: FoolCodec, x: torch.Tensor) -> No
             dst[f"g_a.{i}.bias"].copy_(b)
             break
         energy = h.float().pow(2).mean(dim=(0, 2, 3))  # E[h_j**2] before the GDN
-        gdn_in, gdn_out = layers[i + 1], list(model.g_a)[i + 1]
+        gdn_in, gdn_out = cast(GDN, layers[i + 1]), cast(GDN, list(model.g_a)[i + 1])
         h = gdn_in(h)
         reader = src[f"g_a.{convs[stage + 1]}.weight"]
         score = h.float().pow(2).mean(dim=(0, 2, 3)).sqrt() * reader.float().pow(2).sum(dim=(0, 2, 3)).sqrt()
