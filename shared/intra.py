@@ -146,10 +146,13 @@ def _j2k_raw(values: np.ndarray, bits: int, target: float, reversible: bool = Tr
 
 
 def _precision(values: np.ndarray) -> int:
+    """Bits per sample a tile declares: 8 for uint8; for uint16 what its largest value needs,
+    at least 9, because OpenJPEG writes 16-bit samples declared 8-bit or less with a 16-bit SIZ
+    while :func:`j2k_header` would rebuild an 8-bit one (a dark Sentinel-2 B11 tile did)."""
     if values.dtype == np.uint8:
         return 8
     top = int(values.max()) if values.size else 0
-    return max(1, top.bit_length())
+    return max(9, top.bit_length())
 
 
 def _strip(stream: bytes, header: bytes, stop: int, include_stop: bool) -> bytes:

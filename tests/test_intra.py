@@ -365,3 +365,16 @@ def test_eval_adds_the_intra_curve_and_counts_tile_modes(scenes):
     modes = summary["modes"]["fool-m+intra"]
     assert modes["by_quality"]["10.0"] == {"j2k": 4} and sum(modes["total"].values()) == 8  # 2x2 tiles
     assert "tile modes fool-m+intra" in table(summary)
+
+
+@pytest.mark.parametrize("wavelet", [53, 97])
+@pytest.mark.parametrize("top", [1, 200, 255, 256])
+def test_dark_uint16_tiles_code_and_decode(wavelet, top):
+    """A uint16 tile whose values all fit in 8 bits (a dark Sentinel-2 B11 tile at 256 px)."""
+    values = _img(4, (1, 64, 72), top, np.uint16)
+    payload = intra.encode_j2k(values, [[1]], 40.0, wavelet)
+    back = intra.decode(payload, [[1]], (64, 72), "uint16")
+    assert back.dtype == np.uint16 and back.shape == (1, 64, 72)
+    peak = 2 ** max(9, top.bit_length()) - 1  # the declared precision's peak, which the target is on
+    mse = np.mean((back.astype(float) - values.astype(float)) ** 2)
+    assert 10 * np.log10(peak**2 / max(mse, 1e-9)) > 25.0
