@@ -463,7 +463,8 @@ class TileCoder:
         return [pack_tile(stream, data.valid) for stream, (data, _) in zip(streams, tiles, strict=True)]
 
     def code_batch(self, batch: list[TileData]) -> tuple[list[tuple[TileData, tuple | None]], list[bytes] | None]:
-        """A worker's share of :meth:`run`: the batch's latents and its coded tiles' payloads."""
+        """A worker's share of :meth:`run`: the batch's latents and its coded tiles' payloads
+        (None when :meth:`write_batch` codes them, as :class:`IntraCoder`'s does)."""
         results = self.analyse_batch(batch)
         coded = [(data, latents) for data, latents in results if latents is not None]
         t1 = time.perf_counter()
@@ -474,11 +475,6 @@ class TileCoder:
     def write_batch(self, out, coded_batch, progress, done: int, total: int) -> int:
         """Adds a :meth:`code_batch` result to the container, in the batch's tile order."""
         results, ready = coded_batch
-        if ready is None:
-            coded = [r for r in results if r[1] is not None]
-            t1 = time.perf_counter()
-            ready = self.encode_many(coded, self.code) if coded else []
-            self._spent("entropy_s", t1)
         payloads = iter(ready)
         for data, latents in results:
             if latents is None:  # every pixel invalid: not stored, decoded as nodata
@@ -491,9 +487,6 @@ class TileCoder:
             if progress:
                 progress(done, total)
         return done
-
-    def write(self, out, data: TileData, latents) -> None:
-        self.write_batch(out, ([(data, latents)], None), None, 0, 0)
 
     def tile_batches(self, halo: int):
         """The scene's tiles in raster order, in runs of up to :attr:`batch_tiles` tiles and
