@@ -56,6 +56,10 @@ class TrainOptions:
     #: "all", or "encoder": only the onboard analysis and hyper-analysis learn, so the ground
     #: decoder (synthesis, hyper-synthesis, entropy models, gains) stays the --init model's
     train_only: str = "all"
+    #: a scene classifier checkpoint: the distortion adds ``feature_weight`` × the normalised
+    #: squared error of its frozen backbone's features of the reconstruction (FeatureDistortion)
+    feature_loss: Path | None = None
+    feature_weight: float = 0.0
 
 
 class CropSource:
@@ -305,7 +309,40 @@ def _load_grown(run: Run, init_model, init: Path) -> None:
     run.lineage = init_lineage(init)
 
 
-def _step(run: Run, opts: TrainOptions, x, level, lambdas, autocast: bool, device) -> dict[str, float]:
+class FeatureDistortion:
+    """Squared error of a frozen backbone's features of the reconstruction against those of the
+    original, per sample, divided by the mean square of the original's features on the first
+    batch (a fixed scale, so the term's weight means the same from step to step).
+
+    This is FOOL's distillation loss on shallow backbone features: the codec learns to keep what
+    a detector's early layers respond to, not only what pixel MSE weighs."""
+
+    def __init__(self, classifier: Path, weight: float, device) -> None:
+        from fool.tasks.classifier import SceneClassifier
+
+        if weight <= 0:
+            raise ModelError(f"--feature-weight must be positive with --feature-loss, got {weight}")
+        self.classifier = SceneClassifier.load(classifier).to(device)
+        for p in self.classifier.parameters():
+            p.requires_grad_(False)
+        self.weight = weight
+        self.scale: float | None = None
+
+    def __call__(self, x_hat, x, autocast: bool):
+        import torch
+
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            ref = self.classifier.features(x * 255).float()
+        if self.scale is None:
+            self.scale = float(ref.pow(2).mean().clamp_min(1e-6))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = self.classifier.features(x_hat.clamp(0, 1) * 255).float()
+        return (out - ref).pow(2).flatten(1).mean(1) / self.scale
+
+
+def _step(
+    run: Run, opts: TrainOptions, x, level, lambdas, autocast: bool, device, features: FeatureDistortion | None = None
+) -> dict[str, float]:
     """One optimiser step of rate + lambda * distortion at a random level per sample."""
     import torch
 
@@ -321,7 +358,12 @@ def _step(run: Run, opts: TrainOptions, x, level, lambdas, autocast: bool, devic
         w = rate_weights(run.config.m, run.ramp["channels_from"], run.step, run.ramp["steps"]).to(device)
         paid = ((y_bits * w[None, :, None, None]).flatten(1).sum(1) + z_bits) / n_pix
     mse = ((out["x_hat"] - x) ** 2).flatten(1).mean(1)
-    loss = (lambdas[level] * 255**2 * mse + paid).mean()
+    distortion = 255**2 * mse
+    feature_error = None
+    if features is not None:
+        feature_error = features(out["x_hat"], x, autocast)
+        distortion = distortion + features.weight * feature_error
+    loss = (lambdas[level] * distortion + paid).mean()
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(run.main_params, opts.clip)
@@ -331,13 +373,16 @@ def _step(run: Run, opts: TrainOptions, x, level, lambdas, autocast: bool, devic
     aux.backward()
     run.aux_opt.step()
     run.step += 1
-    return {"loss": loss.item(), "bpp": bpp.mean().item(), "mse": mse.mean().item(), "aux": aux.item()}
+    row = {"loss": loss.item(), "bpp": bpp.mean().item(), "mse": mse.mean().item(), "aux": aux.item()}
+    if feature_error is not None:
+        row["feature_error"] = feature_error.mean().item()
+    return row
 
 
 class _Log:
     """Means over the last ``every`` steps, one CSV row each."""
 
-    COLUMNS = ["step", "seconds", "lr", "loss", "bpp", "mse", "psnr", "aux", "level"]
+    COLUMNS = ["step", "seconds", "lr", "loss", "bpp", "mse", "psnr", "aux", "level", "feature_error"]
 
     def __init__(self, fh, new: bool) -> None:
         self.fh, self.writer = fh, csv.writer(fh)
@@ -364,6 +409,7 @@ class _Log:
                 10 * math.log10(1 / max(m, 1e-12)),
                 self.acc["aux"] / n,
                 "all",
+                self.acc["feature_error"] / n if "feature_error" in self.acc else "",
             ]
         )
         self.fh.flush()
@@ -388,6 +434,10 @@ def train(opts: TrainOptions, log=print) -> Path:
     run = _start_run(opts, ckpt_path, source, device, log)
     autocast = device.type == "cpu" and (native_bf16() if opts.autocast is None else opts.autocast)
     log(f"transforms in {'bf16 (autocast)' if autocast else 'fp32'} on {device}")
+    features = None
+    if opts.feature_loss is not None:
+        features = FeatureDistortion(opts.feature_loss, opts.feature_weight, device)
+        log(f"feature distortion: {opts.feature_loss} backbone, weight {opts.feature_weight}")
     lambdas = torch.tensor(run.config.lambdas, device=device)
     levels = len(run.config.lambdas)
     start = last_ckpt = time.time()
@@ -402,7 +452,7 @@ def train(opts: TrainOptions, log=print) -> Path:
                 g["lr"] = lr
             x = torch.from_numpy(source.batch(opts.batch)).to(device)
             level = torch.randint(0, levels, (opts.batch,), device=device)
-            logger.add(_step(run, opts, x, level, lambdas, autocast, device))
+            logger.add(_step(run, opts, x, level, lambdas, autocast, device, features))
             if run.step % opts.log_every == 0:
                 logger.flush(run.step, run.elapsed_before + time.time() - start, lr)
             if time.time() - last_ckpt > opts.checkpoint_minutes * 60:

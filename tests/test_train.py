@@ -210,3 +210,42 @@ def test_narrowing_to_the_same_width_is_the_identity():
     narrow_analysis(same, base, x)
     with torch.no_grad():
         assert torch.allclose(same.analyse(x)[0], base.analyse(x)[0], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def classifier_file(tmp_path_factory):
+    from fool.tasks.classifier import SceneClassifier
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("clf") / "clf.pt"
+    torch.save({"classes": ["a", "b"], "state": SceneClassifier(["a", "b"]).state_dict()}, path)
+    return path
+
+
+def test_feature_distortion_is_zero_on_the_original_and_grows_with_the_error(classifier_file):
+    from fool.train import FeatureDistortion
+
+    x = torch.rand(2, 3, 64, 64)
+    term = FeatureDistortion(classifier_file, 10.0, "cpu")
+    assert torch.allclose(term(x, x, False), torch.zeros(2))
+    small, large = term(x + 0.01, x, False), term(x + 0.1 * torch.randn_like(x), x, False)
+    assert (small > 0).all() and (large > small).all()
+    with pytest.raises(ModelError, match="feature-weight"):
+        FeatureDistortion(classifier_file, 0.0, "cpu")
+
+
+def test_feature_loss_enters_the_loss_and_the_log(images, tmp_path, classifier_file):
+    def run(name: str, **kw) -> list[dict]:
+        opts = TrainOptions(data=[images], out=tmp_path / name, steps=1, batch=2, crop=64, log_every=1, seed=3, **kw)
+        train(opts, log=lambda *_: None)
+        return list(csv.DictReader(open(tmp_path / name / "train_log.csv")))
+
+    from fool.shared.nn.codec import CodecConfig
+
+    assert run("plain")[0]["feature_error"] == ""
+    weight = 1e6  # the feature term outweighs 255² x MSE by far
+    row = run("features", feature_loss=classifier_file, feature_weight=weight)[0]
+    error, loss, bpp = float(row["feature_error"]), float(row["loss"]), float(row["bpp"])
+    assert error > 0
+    # loss = mean(lambda x (255² MSE + weight x error) + bpp): without the term it could not be this large
+    assert loss - bpp >= min(CodecConfig().lambdas) * weight * error * 0.999

@@ -47,6 +47,7 @@ def _write(result: dict, out: Path, plot) -> None:
     help="Feature-mode decoder (skipped if absent).",
 )
 @click.option("--quality", "qualities", type=float, multiple=True, help="FOOL qualities [1..8].")
+@click.option("--model", default="fool-m", show_default=True, help="FOOL model (zoo name) for fool and fool-features.")
 @click.option(
     "--codec",
     "codec_names",
@@ -61,6 +62,7 @@ def classify(
     classifier_path: Path,
     feature_path: Path,
     qualities: tuple[float, ...],
+    model: str,
     codec_names: tuple[str, ...],
 ) -> None:
     """Top-1 accuracy on ROOT/<class>/ images: originals, FOOL image and feature modes, JPEG 2000, JPEG XL."""
@@ -77,6 +79,7 @@ def classify(
         feature_path if feature_path.exists() else None,
         limit,
         qualities or QUALITIES,
+        model=model,
         progress=progress("images"),
         codecs=codecs,
     )

@@ -63,6 +63,18 @@ import click
     show_default=True,
     help="encoder: only the onboard analysis learns; the --init model's ground decoder stays as it is.",
 )
+@click.option(
+    "--feature-loss",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A scene classifier (fool train-classifier): its frozen backbone's features of the "
+    "reconstruction join the distortion (FOOL's feature distillation).",
+)
+@click.option(
+    "--feature-weight",
+    default=0.0,
+    show_default=True,
+    help="Weight of the feature distortion against 255² × MSE (both scaled by the level's lambda).",
+)
 def train(
     data,
     out,
@@ -84,6 +96,8 @@ def train(
     latent_ramp,
     enc_width,
     train_only,
+    feature_loss,
+    feature_weight,
 ) -> None:
     """Train or resume the variable-rate codec on folders of images/scenes."""
     from fool.train import TrainOptions
@@ -110,5 +124,7 @@ def train(
         latent_ramp=latent_ramp,
         enc_width=enc_width,
         train_only=train_only,
+        feature_loss=feature_loss,
+        feature_weight=feature_weight,
     )
     run(opts, log=click.echo)

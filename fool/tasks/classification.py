@@ -124,7 +124,9 @@ def evaluate_classification(
     if feature_path is not None and "fool-features" in codecs:
         feature_model = FeatureModeModel.load(feature_path, classifier_path)
     if feature_model is not None and feature_model.codec_id != engine[1].model_id:
-        raise InputError(f"{feature_path} reads latents of {feature_model.codec_id}, not {engine[1].model_id}")
+        if codecs != CODECS:  # asked for by name: say why it cannot run
+            raise InputError(f"{feature_path} reads latents of {feature_model.codec_id}, not {engine[1].model_id}")
+        feature_model = None  # the default set: the feature mode of another model does not apply
     n_q = len(qualities)
     preds: dict[str, list[list[int]]] = {}
     rates: dict[str, list[list[float]]] = {}
