@@ -312,7 +312,8 @@ def _load_grown(run: Run, init_model, init: Path) -> None:
 class FeatureDistortion:
     """Squared error of a frozen backbone's features of the reconstruction against those of the
     original, per sample, divided by the mean square of the original's features on the first
-    batch (a fixed scale, so the term's weight means the same from step to step).
+    batch (a fixed scale, so the term's weight means the same from step to step; a resumed
+    run measures it again on its own first batch).
 
     This is FOOL's distillation loss on shallow backbone features: the codec learns to keep what
     a detector's early layers respond to, not only what pixel MSE weighs."""
