@@ -56,6 +56,9 @@ class TrainOptions:
     #: "all", or "encoder": only the onboard analysis and hyper-analysis learn, so the ground
     #: decoder (synthesis, hyper-synthesis, entropy models, gains) stays the --init model's
     train_only: str = "all"
+    #: quality levels added below an initialised model's lowest (λ continues its geometric
+    #: spacing; the gains start extrapolated), so the rate range reaches lower without retraining
+    low_levels: int = 0
     #: a scene classifier checkpoint: the distortion adds ``feature_weight`` × the normalised
     #: squared error of its frozen backbone's features of the reconstruction (FeatureDistortion)
     feature_loss: Path | None = None
@@ -254,6 +257,12 @@ def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, 
         config = dataclasses.replace(config, m=opts.latent)
     if opts.enc_width is not None:
         config = dataclasses.replace(config, n_enc=opts.enc_width, n_hyper=config.n_hyper or config.n_enc)
+    if opts.low_levels:
+        if init_model is None:
+            raise ModelError("--low-levels needs --init: it extends that model's quality range")
+        if opts.train_only != "all" or config.m != init_model.config.m or config.n_enc != init_model.config.n_enc:
+            raise ModelError("add quality levels in a run of its own (no --latent, --enc-width or --train-only)")
+        config = dataclasses.replace(config, lambdas=lower_lambdas(config.lambdas, opts.low_levels))
     run = _new_run(config, device, opts.lr, opts.train_only)
     if init_model is None or opts.init is None:
         if opts.train_only != "all":
@@ -271,7 +280,7 @@ def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, 
         _widen_from(run, init_model, opts, source, device)
         log(f"initialised from {opts.init}, latent widened {init_model.config.m} -> {config.m} channels")
     else:
-        _load_grown(run, init_model, opts.init)
+        _load_grown(run, init_model, opts.init, opts.low_levels)
         before = sum(r["steps"] for r in run.lineage)
         log(f"initialised from {opts.init} (fresh optimiser state; {before} steps before)")
     return run
@@ -289,11 +298,31 @@ def _widen_from(run: Run, init_model, opts: TrainOptions, source: CropSource, de
     run.lineage = init_lineage(Path(opts.init)) if opts.init is not None else []
 
 
-def _load_grown(run: Run, init_model, init: Path) -> None:
-    """The --init weights into a model with as many or more synthesis blocks (new ones are the identity)."""
+def lower_lambdas(lambdas: tuple[float, ...], n: int) -> tuple[float, ...]:
+    """``n`` more λ below ``lambdas[0]``, at the ratio of its two lowest levels."""
+    ratio = lambdas[0] / lambdas[1]
+    return tuple(lambdas[0] * ratio ** (n - k) for k in range(n)) + tuple(lambdas)
+
+
+def extrapolate_gains(log_gain, n: int):
+    """Gain vectors (levels × M, log domain) with ``n`` rows prepended on the line through the
+    two lowest: the start that quality extrapolation below 1 measured (docs/experiments.md)."""
+    import torch
+
+    step = log_gain[1] - log_gain[0]
+    below = torch.stack([log_gain[0] - (n - k) * step for k in range(n)])
+    return torch.cat([below, log_gain])
+
+
+def _load_grown(run: Run, init_model, init: Path, low_levels: int = 0) -> None:
+    """The --init weights into a model with as many or more synthesis blocks (new ones are the
+    identity) and ``low_levels`` more quality levels below its lowest."""
     from fool.shared.nn.codec import deepen_state
 
     weights = init_model.state_dict()
+    if low_levels:
+        for key in ("log_gain", "log_inv_gain"):
+            weights[key] = extrapolate_gains(weights[key], low_levels)
     if run.config.dec_blocks < init_model.config.dec_blocks:
         raise ModelError(
             f"cannot change the synthesis depth from {init_model.config.dec_blocks} to {run.config.dec_blocks} blocks"

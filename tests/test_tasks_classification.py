@@ -168,3 +168,10 @@ def test_train_feature_mode_variants_and_validation(tmp_path: Path) -> None:
     assert not torch.equal(a, b)  # and it acts in training
     with pytest.raises(ModelError, match="variants"):
         train_feature_mode(root, clf, "fool-m", feats, FeatureModeOptions(steps=1, variants=3))
+    # --init starts from a trained decoder: its weights, not a fresh one's
+    again = tmp_path / "again.pt"
+    logged.clear()
+    train_feature_mode(root, clf, "fool-m", again, FeatureModeOptions(steps=1, lr=0.0, init=str(feats)), logged.append)
+    assert any("initialised from" in line for line in logged)
+    start, fresh = FeatureModeModel.load(feats).decoder.state_dict(), FeatureModeModel.load(again)
+    assert all(torch.equal(v, fresh.decoder.state_dict()[k]) for k, v in start.items())

@@ -123,6 +123,30 @@ def test_latent_widens_an_init_model(images, tmp_path):
         train(both, log=lambda *_: None)
 
 
+def test_low_levels_extend_the_quality_range_below_an_init_model(images, tmp_path):
+    from fool.shared.nn.codec import FoolCodec
+
+    ckpt = train(TrainOptions(data=[images], out=tmp_path / "a", steps=1, batch=2, crop=64), log=lambda *_: None)
+    a = FoolCodec.load(ckpt)
+    low = TrainOptions(data=[images], out=tmp_path / "low", steps=0, crop=64, init=ckpt, low_levels=2)
+    b = FoolCodec.load(train(low, log=lambda *_: None))
+    lam = a.config.lambdas
+    assert b.levels == a.levels + 2 and b.config.lambdas[2:] == lam
+    ratio = lam[0] / lam[1]
+    assert b.config.lambdas[:2] == pytest.approx((lam[0] * ratio**2, lam[0] * ratio))
+    for key in ("log_gain", "log_inv_gain"):
+        old, new = getattr(a, key).detach(), getattr(b, key).detach()
+        assert torch.equal(new[2:], old)
+        assert torch.allclose(new[1], 2 * old[0] - old[1]) and torch.allclose(new[0], 3 * old[0] - 2 * old[1])
+    # quality 3 of the extended model is quality 1 of the original: same latents, same pixels
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(a(x, torch.tensor([1.0]))["x_hat"], b(x, torch.tensor([3.0]))["x_hat"], atol=1e-6)
+    lean = TrainOptions(data=[images], out=tmp_path / "l2", steps=0, crop=64, init=ckpt, low_levels=1, enc_width=48)
+    with pytest.raises(ModelError, match="run of its own"):
+        train(lean, log=lambda *_: None)
+
+
 def test_sigterm_stops_a_run_with_a_checkpoint(images, tmp_path):
     """Operators stop long runs with kill or Ctrl-C: the run must end cleanly and keep its steps."""
     import signal

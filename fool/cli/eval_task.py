@@ -46,7 +46,9 @@ def _write(result: dict, out: Path, plot) -> None:
     show_default=True,
     help="Feature-mode decoder (skipped if absent).",
 )
-@click.option("--quality", "qualities", type=float, multiple=True, help="FOOL qualities [1..8].")
+@click.option(
+    "--quality", "qualities", type=float, multiple=True, help="FOOL qualities [default: every level of --model]."
+)
 @click.option("--model", default="fool-m", show_default=True, help="FOOL model (zoo name) for fool and fool-features.")
 @click.option(
     "--codec",
@@ -66,7 +68,7 @@ def classify(
     codec_names: tuple[str, ...],
 ) -> None:
     """Top-1 accuracy on ROOT/<class>/ images: originals, FOOL image and feature modes, JPEG 2000, JPEG XL."""
-    from fool.tasks.classification import CODECS, QUALITIES, evaluate_classification, plot_accuracy
+    from fool.tasks.classification import CODECS, evaluate_classification, plot_accuracy
 
     codecs = tuple(c.strip() for name in codec_names for c in name.split(",") if c.strip()) or CODECS
     unknown = sorted(set(codecs) - set(CODECS))
@@ -78,7 +80,7 @@ def classify(
         classifier_path,
         feature_path if feature_path.exists() else None,
         limit,
-        qualities or QUALITIES,
+        qualities or None,
         model=model,
         progress=progress("images"),
         codecs=codecs,

@@ -64,6 +64,13 @@ import click
     help="encoder: only the onboard analysis learns; the --init model's ground decoder stays as it is.",
 )
 @click.option(
+    "--low-levels",
+    type=click.IntRange(0, 8),
+    default=0,
+    show_default=True,
+    help="Quality levels to add below an --init model's lowest (lower rates; qualities renumber from 1).",
+)
+@click.option(
     "--feature-loss",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A scene classifier (fool train-classifier): its frozen backbone's features of the "
@@ -96,6 +103,7 @@ def train(
     latent_ramp,
     enc_width,
     train_only,
+    low_levels,
     feature_loss,
     feature_weight,
 ) -> None:
@@ -124,6 +132,7 @@ def train(
         latent_ramp=latent_ramp,
         enc_width=enc_width,
         train_only=train_only,
+        low_levels=low_levels,
         feature_loss=feature_loss,
         feature_weight=feature_weight,
     )

@@ -60,6 +60,12 @@ def train_classifier(data: Path, out: Path, epochs: int, batch: int, lr: float, 
     help="Channel dropout between the decoder's blocks.",
 )
 @click.option("--weight-decay", default=1e-4, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="Peak learning rate (warm-up, then cosine).")
+@click.option(
+    "--init",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start from this feature-mode decoder (e.g. the one of the model MODEL was fine-tuned from).",
+)
 @click.option(
     "--val",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -77,6 +83,8 @@ def train_feature_mode(
     jitter: bool,
     dropout: float,
     weight_decay: float,
+    lr: float,
+    init: Path | None,
     val: Path | None,
 ) -> None:
     """Train FOOL's feature mode: a ground decoder from MODEL's latents to the classifier's backbone features."""
@@ -91,6 +99,8 @@ def train_feature_mode(
         jitter=jitter,
         dropout=dropout,
         weight_decay=weight_decay,
+        lr=lr,
+        init=str(init) if init is not None else None,
     )
     last = run(data, classifier_path, model, out, opts, click.echo, val)
     click.echo(f"wrote {out}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,6 @@ import numpy as np
 from fool.shared.errors import InputError
 from fool.tasks.classifier import SceneClassifier, fit, labelled_images, predict, read_rgb
 
-QUALITIES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
 #: OpenJPEG PSNR targets (dB): one encode each; the curve's rates are means over images.
 J2K_PSNR_TARGETS = (18.0, 20.0, 22.0, 24.0, 26.0, 28.0, 30.0, 33.0, 36.0)
 JXL_DISTANCES = (25.0, 15.0, 10.0, 7.0, 5.0, 3.0, 2.0, 1.0)
@@ -98,7 +97,7 @@ def evaluate_classification(
     classifier_path: Path,
     feature_path: Path | None = None,
     limit: int | None = None,
-    qualities=QUALITIES,
+    qualities: Sequence[float] | None = None,
     model: str = "fool-m",
     progress: Callable[[int, int], None] | None = None,
     codecs: tuple[str, ...] = CODECS,
@@ -106,7 +105,8 @@ def evaluate_classification(
     """Accuracy of the classifier on DIR's originals and decoded versions; -> the JSON summary.
 
     ``codecs`` picks among CODECS; leaving out ``fool`` skips the pixel synthesis, which is
-    most of the run (``fool-features`` needs only the containers' latents)."""
+    most of the run (``fool-features`` needs only the containers' latents). ``qualities``
+    default to every trained level of ``model`` (1 .. its level count)."""
     unknown = set(codecs) - set(CODECS)
     if unknown:
         raise InputError(f"unknown codec(s) {', '.join(sorted(unknown))}; choose from {', '.join(CODECS)}")
@@ -127,6 +127,7 @@ def evaluate_classification(
         if codecs != CODECS:  # asked for by name: say why it cannot run
             raise InputError(f"{feature_path} reads latents of {feature_model.codec_id}, not {engine[1].model_id}")
         feature_model = None  # the default set: the feature mode of another model does not apply
+    qualities = tuple(qualities or (float(q) for q in range(1, engine[1].levels + 1)))
     n_q = len(qualities)
     preds: dict[str, list[list[int]]] = {}
     rates: dict[str, list[list[float]]] = {}

@@ -160,6 +160,9 @@ class FeatureModeOptions:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
+    #: a feature-mode checkpoint to start from (one made for the model this one was fine-tuned
+    #: from reads latents of the same layout); a path string, so checkpoints load weights-only
+    init: str | None = None
 
 
 def train_feature_mode(
@@ -196,6 +199,11 @@ def train_feature_mode(
     paths, labels, classes = labelled_images(train_dir)
     if classes != classifier.classes:
         raise ModelError(f"{train_dir}: classes differ from the classifier's")
+    start = FeatureModeModel.load(Path(opts.init), classifier_path) if opts.init is not None else None
+    if start is not None and start.decoder.config["latent_channels"] != codec.config.m:
+        raise ModelError(
+            f"{opts.init} reads {start.decoder.config['latent_channels']} latent channels, not {codec.config.m}"
+        )
     t0 = time.perf_counter()
     ys, ms, feats, logits = [], [], [], []
     images = np.stack([fit(read_rgb(p)) for p in paths])
@@ -226,7 +234,11 @@ def train_feature_mode(
         vx = torch.from_numpy(np.stack([fit(read_rgb(p)) for p in vpaths]).astype(np.float32)).permute(0, 3, 1, 2)
         vy, vm = zip(*(tile_latents(codec, vx[i : i + 16] / 255) for i in range(0, len(vx), 16)), strict=True)
         val = (torch.cat(vy), torch.cat(vm), torch.from_numpy(vlabels))
-    decoder = FeatureDecoder(y_all.shape[1], dropout=opts.dropout)
+    if start is not None:
+        decoder = start.decoder.train()
+        log(f"decoder initialised from {opts.init} (made for {start.codec_id})")
+    else:
+        decoder = FeatureDecoder(y_all.shape[1], dropout=opts.dropout)
     optim = torch.optim.AdamW(decoder.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     sched = warmup_cosine(optim, opts.steps)
     history: list[dict] = []
