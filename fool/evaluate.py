@@ -405,8 +405,9 @@ def collect_points(
     log: Callable[[str], None],
     intra_qualities=(),
 ) -> list[Point]:
-    """Every point of the benchmark; with ``intra_qualities`` each model also runs with
-    ``modes="auto"`` at those qualities and the shared ones, labelled ``<model>+intra``."""
+    """Every point of the benchmark: each model at ``qualities`` and at every level it was trained
+    for; with ``intra_qualities`` each model also runs with ``modes="auto"`` at those qualities
+    and the shared ones, labelled ``<model>+intra``."""
     from fool.ground.synthesis import TorchSynthesis
     from fool.onboard.compress import load_runtime
 
@@ -418,7 +419,8 @@ def collect_points(
     for i, f in enumerate(files):
         img, bits = read_image(f)
         for m, (engine, synth) in engines.items():
-            points += eval_ours(m, f, img, bits, qualities, engine, synth, tile_size)
+            own = sorted(set(qualities) | {float(q) for q in range(1, engine[1].levels + 1)})  # every trained level
+            points += eval_ours(m, f, img, bits, own, engine, synth, tile_size)
             if intra_qualities:
                 extra = sorted(set(intra_qualities) | set(qualities))
                 label = f"{m}{INTRA_SUFFIX}"
