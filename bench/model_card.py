@@ -35,6 +35,15 @@ SETS = {
 }
 
 
+def _defaults(s: dict) -> str:
+    """The default quality of each curve: one number (older summaries), or per model."""
+    d = s.get("default_quality", 4)
+    if not isinstance(d, dict):
+        return f"{d:g}"
+    values = set(d.values())
+    return f"{values.pop():g}" if len(values) == 1 else ", ".join(f"{v:g} ({k})" for k, v in d.items())
+
+
 def fmt(x, spec="+.1f", unit="%"):
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:{spec}}{unit}"
 
@@ -65,7 +74,7 @@ def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
         "",
         "| comparison | BD-rate, mean curves (whole files) | per image: mean / median / worst | ahead on | "
         "mean curves, tile payloads only | "
-        f"at default quality {s.get('default_quality', 4):g}: our bpp, dB, ΔPSNR vs the codec at our rate |",
+        f"at default quality {_defaults(s)}: our bpp, dB, ΔPSNR vs the codec at our rate |",
         "|---|---|---|---|---|---|",
     ]
     for k, v in s["bd_rate"].items():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fool.shared.zoo import DEFAULT_MODEL, DEFAULT_QUALITY
+from fool.shared.zoo import DEFAULT_MODEL
 
 DEFAULT_SCENE = Path("scenes/naip/m_4709963_se_14_1_20200831.tif")
 
@@ -70,7 +70,7 @@ class DemoResult:
 
 def run_demo(
     scene: Path | None = None,
-    quality: float = DEFAULT_QUALITY,
+    quality: float | None = None,
     model: str = DEFAULT_MODEL,
     workdir: Path | None = None,
     runtime: str = "torch",

@@ -383,15 +383,14 @@ def evaluate(
     unknown = [c for c in codecs if c not in REFERENCE_CODECS]
     if unknown:  # a typo would otherwise give a benchmark with no reference and no BD-rate
         raise InputError(f"unknown reference codec {', '.join(unknown)}: choose from {', '.join(REFERENCE_CODECS)}")
-    from fool.shared.zoo import DEFAULT_QUALITY
-
-    default_quality = DEFAULT_QUALITY if default_quality is None else default_quality
+    defaults = {m: default_quality if default_quality is not None else model_default_quality(m) for m in models}
     files = find_inputs(inputs, limit)
     MSSSIM["enabled"] = with_msssim
-    qualities = sorted(set(qualities) | {default_quality})
+    qualities = sorted(set(qualities) | set(defaults.values()))
     points = collect_points(files, models, codecs, qualities, tile_size, log, intra_qualities if intra else ())
     labels = list(models) + ([f"{m}{INTRA_SUFFIX}" for m in models] if intra else [])
-    summary = summarise(points, labels, codecs, qualities, default_quality)
+    defaults |= {f"{m}{INTRA_SUFFIX}": defaults[m] for m in models} if intra else {}
+    summary = summarise(points, labels, codecs, qualities, defaults)
     summary |= {"images": len(files), "inputs": [str(p) for p in inputs]}
     return summary
 
@@ -441,7 +440,18 @@ def _speed(points: list[Point], codec: str) -> dict:
     }
 
 
-def summarise(points: list[Point], models: list[str], codecs: list[str], qualities, default_quality: float) -> dict:
+def model_default_quality(model: str) -> float:
+    """The quality ``fool compress`` uses for ``model`` when none is given (shared.zoo.default_quality)."""
+    from fool.shared.latent_codec import LatentCodec
+    from fool.shared.zoo import default_quality, find
+
+    return default_quality(LatentCodec.load(find(model).tables).lambdas)
+
+
+def summarise(
+    points: list[Point], models: list[str], codecs: list[str], qualities, default_quality: dict[str, float]
+) -> dict:
+    """The benchmark's summary; ``default_quality`` is each curve's default quality."""
     lossy = [c for c in codecs if c not in LOSSLESS and any(p.codec == c for p in points)]
     curves = {
         c: dict(zip(("bpp", "psnr", "msssim"), (v.tolist() for v in mean_curve(points, c)), strict=True))
@@ -477,7 +487,7 @@ def summarise(points: list[Point], models: list[str], codecs: list[str], qualiti
                 "psnr_payload_only": bd_rate(rr, pr, payload[0], payload[1]),
             }
             summary["per_image"][key] = per_image_bd(points, ref, m)
-            summary["at_default_quality"][key] = matched_psnr(points, ref, m, default_quality)
+            summary["at_default_quality"][key] = matched_psnr(points, ref, m, default_quality[m])
             summary["matched"][key] = {str(q): matched_psnr(points, ref, m, q) for q in qualities}
     summary["modes"] = mode_counts(points)
     # strict JSON: a lossless point's PSNR (infinite) is written as null

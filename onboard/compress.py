@@ -127,7 +127,8 @@ class CompressOptions:
     """How to code a scene; the CLI's defaults are these."""
 
     model: str | None = None  # None: the shipped model for the scene's dtype (shared.zoo.model_for)
-    quality: float = zoo.DEFAULT_QUALITY
+    #: None: the model's default (shared.zoo.default_quality: its level trained at the default λ)
+    quality: float | None = None
     tile_size: int = DEFAULT_TILE
     bands: list[int] | None = None
     band_groups: str | None = None
@@ -156,13 +157,9 @@ class CompressOptions:
 
     def check(self) -> None:
         """Refuse bad options before any model is loaded or any file is touched."""
-        top = modelib.MAX_QUALITY
-        targets = ", ".join(f"{v:g}" for v in modelib.UPPER_TARGETS.values())
-        if not isinstance(self.quality, int | float) or not 1.0 <= self.quality <= top:
-            raise InputError(
-                f"quality {self.quality} is outside 1..{top:g} (1 = fewest bits, 8 = the learned codec's best, "
-                f"9..{top:g} JPEG 2000 at PSNR targets {targets} dB)"
-            )
+        q = self.quality
+        if q is not None and (isinstance(q, bool) or not isinstance(q, int | float) or not q >= 1.0):
+            raise InputError(f"quality {q} is below 1, the fewest bits")
         if self.modes not in modelib.MODE_CHOICES:
             raise InputError(f"unknown modes {self.modes!r}; use {' or '.join(modelib.MODE_CHOICES)}")
         if self.max_error is not None and (
@@ -173,11 +170,6 @@ class CompressOptions:
             raise InputError(f"max error must be an integer 0..{modelib.intra.MAX_NEAR}, got {self.max_error}")
         if self.intra_wavelet not in modelib.intra.WAVELETS:
             raise InputError(f"intra wavelet must be 53 or 97, got {self.intra_wavelet!r}")
-        if self.intra and (self.budget is not None or self.bpp is not None or self.roi or self.flat or self.cloudy):
-            raise InputError(
-                "--modes auto, --max-error and qualities above 8 do not combine with --budget, --bpp, --roi, "
-                "--flat or --cloudy yet"
-            )
         if self.halo < 0 or self.halo % ALIGN or self.halo > MAX_HALO:
             raise InputError(f"halo must be 0 or a multiple of {ALIGN} up to {MAX_HALO} pixels, got {self.halo}")
         for name in ("threads", "workers"):
@@ -191,10 +183,37 @@ class CompressOptions:
         if self.bpp is not None and (self.bpp <= 0 or self.budget is not None):
             raise InputError("give either --budget BYTES or --bpp X (a positive rate), not both")
 
-    @property
-    def intra(self) -> bool:
-        """Whether any tile may be coded with a classical intra mode (onboard.modes)."""
-        return self.modes != "learned" or self.max_error is not None or self.quality > 8.0
+    def for_model(self, codec: LatentCodec) -> CompressOptions:
+        """These options with the model's default quality filled in; refuses a quality the
+        model does not offer, and intra modes with the options they do not combine with yet."""
+        opts = self if self.quality is not None else replace(self, quality=zoo.default_quality(codec.lambdas))
+        opts.check_model(codec.name, codec.levels)
+        return opts
+
+    def check_model(self, name: str, levels: int) -> None:
+        """Refuse a quality the model (of ``levels`` learned levels) does not offer, and intra
+        modes with the options they do not combine with yet."""
+        top = modelib.max_quality(levels)
+        if self.quality is None:
+            raise ValueError("no quality: fill in the model's default with CompressOptions.for_model")
+        if self.quality > top:
+            targets = ", ".join(f"{v:g}" for v in modelib.UPPER_TARGETS)
+            raise InputError(
+                f"quality {self.quality:g} is outside 1..{top:g} for {name} (1 = fewest bits, {levels} = the learned "
+                f"codec's best, {levels + 1}..{top:g} JPEG 2000 at PSNR targets {targets} dB)"
+            )
+        if self.intra(levels) and (
+            self.budget is not None or self.bpp is not None or self.roi or self.flat or self.cloudy
+        ):
+            raise InputError(
+                f"--modes auto, --max-error and qualities above {levels} do not combine with --budget, --bpp, --roi, "
+                "--flat or --cloudy yet"
+            )
+
+    def intra(self, levels: int) -> bool:
+        """Whether any tile may be coded with a classical intra mode (onboard.modes) by a model
+        of ``levels`` learned levels."""
+        return self.modes != "learned" or self.max_error is not None or (self.quality or 0.0) > levels
 
     def budget_bytes(self, pixels: int) -> int | None:
         return int(self.bpp * pixels / 8) if self.bpp is not None else self.budget
@@ -250,15 +269,19 @@ def compress_scene(
         analysis, codec = engine or load_runtime(
             opts.runtime, opts.model or zoo.model_for(reader.dtype), opts.flight_dir, threads
         )
-        upper = opts.quality > codec.levels
-        code = int(round(opts.quality * QUALITY_STEP)) if upper else quality_code(opts.quality, codec.levels)
+        opts = opts.for_model(codec)
+        quality = opts.quality or zoo.default_quality(codec.lambdas)
+        upper = quality > codec.levels
+        code = int(round(quality * QUALITY_STEP)) if upper else quality_code(quality, codec.levels)
         header = SceneHeader.from_dict(
             reader.profile_header()
             | {"model_name": codec.name, "model_sha256": codec.weights_sha256[:16], "halo": opts.halo}
         )
         rules = opts.rules(reader)
         coder = (
-            intra_coder(opts, analysis, codec, reader, code) if opts.intra else TileCoder(analysis, codec, reader, code)
+            intra_coder(opts, analysis, codec, reader, code)
+            if opts.intra(codec.levels)
+            else TileCoder(analysis, codec, reader, code)
         )
         coder.workers = workers
         with write_container(Path(dst), header) as out:
@@ -286,9 +309,10 @@ def compress_scene(
 
 def intra_coder(opts: CompressOptions, analysis, codec: LatentCodec, reader: SceneReader, code: int) -> IntraCoder:
     """The coder for the intra options; refuses a scene whose samples the classical modes cannot code."""
-    upper = opts.quality > codec.levels
+    quality = opts.for_model(codec).quality or zoo.default_quality(codec.lambdas)
+    upper = quality > codec.levels
     if (upper or opts.max_error is not None) and not modelib.intra_dtype_ok(reader.dtype):
-        what = f"--max-error {opts.max_error}" if opts.max_error is not None else f"quality {opts.quality:g}"
+        what = f"--max-error {opts.max_error}" if opts.max_error is not None else f"quality {quality:g}"
         raise InputError(
             f"{what} needs uint8 or uint16 samples (JPEG-LS / JPEG 2000 of the raw values); this scene is "
             f"{reader.dtype}, for which no maximum error can be guaranteed"
@@ -305,7 +329,7 @@ def intra_coder(opts: CompressOptions, analysis, codec: LatentCodec, reader: Sce
         reader.nodata,
         code,
         opts.modes,
-        modelib.upper_target(opts.quality, codec.levels) if upper else None,
+        modelib.upper_target(quality, codec.levels) if upper else None,
         opts.max_error,
         synthesis,
         opts.intra_wavelet,

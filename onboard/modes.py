@@ -14,9 +14,9 @@ Three ways to use the classical modes of :mod:`fool.shared.intra`:
   default (about 17 % fewer bytes than 5/3 on 128-px tiles; float inverse DWT, so the ground
   decodes it exactly only up to +-1 grey level across OpenJPEG builds and CPUs, like the learned
   synthesis), or the reversible 5/3 for an integer-exact reconstruction (shared.intra).
-* quality above the model's top level (``-q 9`` .. ``12``): every tile is JPEG 2000 at a fixed
-  PSNR target (:func:`upper_target`), the range the learned codec cannot reach (it stops at
-  about 35.5 dB on UC Merced).
+* quality above the model's top level L (``-q L+1`` .. ``L+4``; 9 .. 12 for an 8-level model):
+  every tile is JPEG 2000 at a fixed PSNR target (:func:`upper_target`), the range the learned
+  codec cannot reach (it stops at about 35.5 dB on UC Merced).
 * ``max_error=N``: every tile is JPEG-LS with ``NEAR = N``: no sample decodes more than N raw
   units from its source (JPEG-LS decodes integer-exactly, so the bound holds on every machine).
   The encoder decodes each payload and checks it.
@@ -39,27 +39,32 @@ from fool.shared.errors import InputError
 from fool.shared.latent_codec import QUALITY_STEP, LatentCodec, fill_unsent
 
 MODE_CHOICES = ("learned", "auto")
-#: the highest quality: 9 .. 12 code every tile with JPEG 2000 at UPPER_TARGETS dB. OpenJPEG
-#: lands below its target on 128-px tiles (UC Merced dev, 10 images: 1.0 dB below at 38 dB,
-#: 2.6 below at 50), so the targets are set to reach about 38, 41.5, 44.5 and 47 dB (5/3; 9/7
-#: lands 0.3 to 0.6 dB higher at 12 to 18 % fewer bytes: 22 hard images, 38.6 .. 47.4 dB)
-MAX_QUALITY = 12.0
-UPPER_TARGETS = {9.0: 39.0, 10.0: 42.5, 11.0: 46.0, 12.0: 49.5}
+#: PSNR targets (dB) of the qualities above a model's top level L: L + 1 .. L + 4 (9 .. 12 for an
+#: 8-level model) code every tile with JPEG 2000. OpenJPEG lands below its target on 128-px tiles
+#: (UC Merced dev, 10 images: 1.0 dB below at 38 dB, 2.6 below at 50), so the targets are set to
+#: reach about 38, 41.5, 44.5 and 47 dB (5/3; 9/7 lands 0.3 to 0.6 dB higher at 12 to 18 % fewer
+#: bytes: 22 hard images, 38.6 .. 47.4 dB)
+UPPER_TARGETS = (39.0, 42.5, 46.0, 49.5)
 #: JPEG 2000 PSNR targets of ``auto``, in dB relative to the learned tile's PSNR
 AUTO_OFFSETS = (-1.0, 0.0, 1.5, 3.0)
 #: names of the tile modes in reports ("j2k" whichever the wavelet)
 LEARNED, J2K, JPEGLS = "learned", "j2k", "jpegls"
 
 
+def max_quality(levels: int) -> float:
+    """The highest quality of a model with ``levels`` learned levels (its JPEG 2000 range included)."""
+    return float(levels + len(UPPER_TARGETS))
+
+
 def upper_target(quality: float, levels: int) -> float:
-    """PSNR target (dB) of a quality above the model's ``levels``: 39 dB at 9 and 3.5 dB a step
-    (:data:`UPPER_TARGETS`), continued linearly down to just above the top level."""
-    return 39.0 + 3.5 * (quality - (levels + 1))
+    """PSNR target (dB) of a quality above the model's ``levels``: 39 dB at ``levels + 1`` and
+    3.5 dB a step (:data:`UPPER_TARGETS`), continued linearly down to just above the top level."""
+    return UPPER_TARGETS[0] + 3.5 * (quality - (levels + 1))
 
 
 def lambda_for(codec: LatentCodec, code: int) -> float:
     """The training λ of a quality code: the model's levels, geometric between them."""
-    lambdas = [float(v) for v in codec.config.get("lambdas", ())]
+    lambdas = codec.lambdas
     if len(lambdas) != codec.levels:
         raise InputError(f"model {codec.name} does not list the λ of its {codec.levels} levels")
     q = min(max(code / QUALITY_STEP, 1.0), float(codec.levels))

@@ -50,6 +50,11 @@ class LatentCodec:
         return self.gains.shape[0]
 
     @property
+    def lambdas(self) -> tuple[float, ...]:
+        """The training λ of each level (empty for tables that do not list them)."""
+        return tuple(float(v) for v in self.config.get("lambdas", ()))
+
+    @property
     def model_id(self) -> str:
         return f"{self.name}@{self.weights_sha256[:16]}"
 

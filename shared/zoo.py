@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +15,14 @@ DEFAULT_MODEL = "fool-m"
 #: The model for high-bit-depth integer scenes (11/12-bit pan, Sentinel-2), coded band by band:
 #: fool-m fine-tuned on such bands only (models/README.md). Used by default when it is shipped.
 DEEP_MODEL = "fool-m16"
-#: Default quality on the 1..8 scale: ~0.54-0.58 bpp on aerial RGB (0.18-0.19 per band, ~43:1), a
-#: mid-rate where fool-m is ahead of JPEG 2000 (it loses at qualities 7-8, see models/README.md).
+#: Default quality on an 8-level model's 1..8 scale: ~0.54-0.58 bpp on aerial RGB (0.18-0.19 per
+#: band, ~43:1), a mid-rate where fool-m is ahead of JPEG 2000 (it loses at qualities 7-8, see
+#: models/README.md). A model's default is its level trained at DEFAULT_LAMBDA (:func:`default_quality`).
 DEFAULT_QUALITY = 3.0
+#: the training λ of the default operating point: quality 3 of the 8-level models, 6 of a model
+#: grown by three levels below (``fool train --low-levels 3``), so growing a model's range does
+#: not move its default
+DEFAULT_LAMBDA = 0.0067
 
 
 def models_dir() -> Path:
@@ -54,3 +61,12 @@ def model_for(dtype: str) -> str:
     if dtype in INTEGER_DTYPES and dtype != "uint8" and (models_dir() / f"{DEEP_MODEL}.npz").exists():
         return DEEP_MODEL
     return DEFAULT_MODEL
+
+
+def default_quality(lambdas: Sequence[float]) -> float:
+    """The quality (1-based level) whose training λ is nearest :data:`DEFAULT_LAMBDA` (in log
+    scale); :data:`DEFAULT_QUALITY` for a model that lists no λ."""
+    if not lambdas:
+        return DEFAULT_QUALITY
+    gaps = [abs(math.log(float(v) / DEFAULT_LAMBDA)) for v in lambdas]
+    return float(1 + gaps.index(min(gaps)))

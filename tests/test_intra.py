@@ -20,9 +20,9 @@ from fool.shared import intra
 from fool.shared.bands import BandRange
 from fool.shared.errors import ContainerError, InputError
 from fool.shared.format import MODE_CODEC, MODE_INTRA, Container, write_container
-from fool.shared.latent_codec import LatentCodec
+from fool.shared.latent_codec import QUALITY_STEP, LatentCodec
 from fool.shared.windows import ContactWindow
-from fool.shared.zoo import find
+from fool.shared.zoo import DEFAULT_LAMBDA, DEFAULT_QUALITY, default_quality, find
 
 from tests import data
 from tests.conftest import DATA
@@ -378,3 +378,28 @@ def test_dark_uint16_tiles_code_and_decode(wavelet, top):
     peak = 2 ** max(9, top.bit_length()) - 1  # the declared precision's peak, which the target is on
     mse = np.mean((back.astype(float) - values.astype(float)) ** 2)
     assert 10 * np.log10(peak**2 / max(mse, 1e-9)) > 25.0
+
+
+def test_upper_range_follows_the_models_levels(scenes, tmp_path):
+    """A model with 11 learned levels (fool-m-task) codes qualities up to 11 with the learned
+    codec and 12..15 with JPEG 2000; 8-level models keep 9..12."""
+    src = scenes["rgb_uint8"]
+    r = compress_scene(src, tmp_path / "x.fool", model="fool-m-task", quality=11.0)
+    assert set(r.modes) == {"learned"}
+    r = compress_scene(src, tmp_path / "x.fool", model="fool-m-task", quality=15.0)
+    assert set(r.modes) == {"j2k"}
+    with pytest.raises(InputError, match="outside 1..15 for fool-m-task"):
+        compress_scene(src, tmp_path / "y.fool", model="fool-m-task", quality=15.5)
+    assert not (tmp_path / "y.fool").exists()
+
+
+@pytest.mark.parametrize("model,default", [("fool-m-task", 6.0), ("fool-m-lean48", 3.0)])
+def test_default_quality_is_the_level_trained_at_the_default_lambda(scenes, tmp_path, model, default):
+    """Growing a model by levels below (fool-m-task: 3) moves its default to the same λ."""
+    codec = LatentCodec.load(find(model).tables)
+    assert default_quality(codec.lambdas) == default
+    assert codec.lambdas[int(default) - 1] == DEFAULT_LAMBDA
+    compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", model=model)
+    with Container.open(tmp_path / "x.fool") as c:
+        assert {t.quality for t in c.tiles} == {int(default * QUALITY_STEP)}
+    assert default_quality([]) == DEFAULT_QUALITY

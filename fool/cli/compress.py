@@ -8,7 +8,7 @@ import click
 
 from fool.cli.options import band_list, progress
 from fool.shared.geometry import DEFAULT_TILE
-from fool.shared.zoo import DEFAULT_QUALITY
+from fool.shared.zoo import DEFAULT_LAMBDA, DEFAULT_QUALITY
 
 
 @click.command()
@@ -19,8 +19,9 @@ from fool.shared.zoo import DEFAULT_QUALITY
     "--quality",
     type=float,
     default=None,
-    help=f"Rate on a 1 (fewest bits) .. 8 (the learned codec's best) scale; fractions allowed; 9 .. 12 code "
-    f"every tile with JPEG 2000 (about 38, 41.5, 44.5, 47 dB). [default: {DEFAULT_QUALITY:g}]",
+    help="Rate on a 1 (fewest bits) .. L (the learned codec's best: 8 for fool-m) scale; fractions allowed; "
+    "L+1 .. L+4 code every tile with JPEG 2000 (about 38, 41.5, 44.5, 47 dB). [default: the model's level "
+    f"trained at λ {DEFAULT_LAMBDA:g}: {DEFAULT_QUALITY:g} for fool-m]",
 )
 @click.option(
     "--modes",
@@ -124,7 +125,7 @@ def compress(
     output = output or src.with_suffix(".fool")
     opts = CompressOptions(
         model=model,
-        quality=DEFAULT_QUALITY if quality is None else quality,
+        quality=quality,
         tile_size=tile_size,
         bands=band_list(bands),
         band_groups=band_groups,

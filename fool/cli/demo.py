@@ -9,7 +9,7 @@ import click
 
 @click.command()
 @click.argument("scene", required=False, type=click.Path(path_type=Path))
-@click.option("-q", "--quality", type=float, default=None, help="1..8 [default: the model default]")
+@click.option("-q", "--quality", type=float, default=None, help="1..L, as for compress [default: the model's default]")
 @click.option("--model", default=None)
 @click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
 @click.option("--workdir", type=click.Path(path_type=Path), help="Keep the container and decoded scene here.")
@@ -18,8 +18,7 @@ def demo(scene, quality, model, runtime, workdir) -> None:
     from fool.demo import run_demo
     from fool.shared import zoo
 
-    q = zoo.DEFAULT_QUALITY if quality is None else quality
-    r = run_demo(scene, q, model or zoo.DEFAULT_MODEL, workdir, runtime)
+    r = run_demo(scene, quality, model or zoo.DEFAULT_MODEL, workdir, runtime)
     if r.synthetic:
         click.echo("team data not found (set FOOL_DATA): using a generated 768x768 4-band scene")
     click.echo(f"scene        {r.scene}")
