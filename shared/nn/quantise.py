@@ -49,6 +49,22 @@ def calibration_tiles(folder: Path, count: int = 96, seed: int = 0) -> np.ndarra
 
 def quantise_analysis(src: Path, dst: Path, calibration: np.ndarray, nodes: tuple[str, ...] = INT8_NODES) -> None:
     """Write ``dst``: the float analysis graph ``src`` with ``nodes`` in int8 (QDQ)."""
+    feeds = [{"x": calibration[i : i + 8]} for i in range(0, len(calibration), 8)]
+    quantise_nodes(src, dst, feeds, lambda name: name in nodes, required=nodes)
+
+
+def quantise_nodes(
+    src: Path,
+    dst: Path,
+    feeds: list[dict[str, np.ndarray]],
+    include,
+    op_types: tuple[str, ...] = ("Conv",),
+    method: str = CALIBRATION_METHOD,
+    required: tuple[str, ...] = (),
+) -> list[str]:
+    """Write ``dst``: the float graph ``src`` with the nodes of ``op_types`` whose name
+    ``include`` accepts in int8 (QDQ, per output channel, uint8 activations calibrated on
+    ``feeds``); -> their names. ``required`` nodes must exist in the graph."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -61,7 +77,7 @@ def quantise_analysis(src: Path, dst: Path, calibration: np.ndarray, nodes: tupl
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = iter([{"x": calibration[i : i + 8]} for i in range(0, len(calibration), 8)])
+            self._it = iter(feeds)
 
         def get_next(self):
             return next(self._it, None)
@@ -69,10 +85,11 @@ def quantise_analysis(src: Path, dst: Path, calibration: np.ndarray, nodes: tupl
     pre = dst.with_name(dst.stem + ".pre.onnx")
     try:
         quant_pre_process(str(src), str(pre))
-        convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]
-        missing = set(nodes) - set(convs)
+        candidates = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in op_types]
+        missing = set(required) - set(candidates)
         if missing:
-            raise ValueError(f"the analysis graph has no convolutions {sorted(missing)}")
+            raise ValueError(f"the graph has no nodes {sorted(missing)}")
+        chosen = [n for n in candidates if include(n)]
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its histogram settings
             quantize_static(
                 str(pre),
@@ -82,9 +99,10 @@ def quantise_analysis(src: Path, dst: Path, calibration: np.ndarray, nodes: tupl
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
-                op_types_to_quantize=["Conv"],
-                nodes_to_exclude=[n for n in convs if n not in nodes],
-                calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHOD),
+                op_types_to_quantize=list(op_types),
+                nodes_to_exclude=[n for n in candidates if n not in chosen],
+                calibrate_method=getattr(CalibrationMethod, method),
             )
     finally:
         pre.unlink(missing_ok=True)
+    return chosen
