@@ -104,7 +104,10 @@ def section(key: str, title: str, cmd: str, models: list[str]) -> list[str]:
             "|---|" + "---|" * len(qs),
         ]
         for k, v in matched.items():
-            cells = [fmt(v[q]["delta_psnr_db"], "+.2f", " dB") if v[q]["images"] else "out of range" for q in qs]
+            cells = [
+                "—" if q not in v else fmt(v[q]["delta_psnr_db"], "+.2f", " dB") if v[q]["images"] else "out of range"
+                for q in qs
+            ]
             out.append(f"| {k} | " + " | ".join(cells) + " |")
     for name, sp in s["speed"].items():
         if name in models:
@@ -170,6 +173,9 @@ SERVES = {
     "fool-m": "RGB colour triples (8-bit, e.g. NAIP bands 1–3, Landsat) and single bands coded as grey triples "
     "(NAIP NIR, float multispectral; also 11–16-bit bands when fool-m16 is not shipped or `--model fool-m` "
     "is given). 8-bit bands map 0..255; deeper integer and float bands map their scanned min..max.",
+    "fool-m2": "the default for 8-bit imagery: what fool-m serves (it is fool-m grown by three quality levels "
+    "below its lowest, so its quality 4..11 are fool-m's 1..8 and its default is 6). fool-m stays shipped "
+    "for containers coded with it.",
     "fool-m16": "the default for integer scenes deeper than 8 bits (WorldView-3 pan, Sentinel-2 12-bit bands), "
     "band by band as grey triples, each band mapped from its scanned min..max. fool-m (as of its run 8, "
     "M=192) fine-tuned on such bands only (`--deep-prob 1`); float scenes stay with fool-m. Not for colour: "
@@ -195,7 +201,8 @@ def header(model: str) -> list[str]:
         + f"; {len(c['lambdas'])} gain-vector rate levels; convolution weights stored in float16",
         f"- **parameters**: onboard (analysis + hyper-analysis) {meta['parameters']['onboard']:,}; "
         f"total {meta['parameters']['total']:,}",
-        f"- **λ levels** (MSE on 8-bit scale, quality 1…{len(c['lambdas'])}): {', '.join(map(str, c['lambdas']))}",
+        f"- **λ levels** (MSE on 8-bit scale, quality 1…{len(c['lambdas'])}): "
+        + ", ".join(f"{v:.3g}" for v in c["lambdas"]),
         f"- **training**: {training(meta)} on 2 CPU cores "
         f"(bf16 autocast on transforms), batch 8 × 128² crops; data and commands in `datasets.md`; curves in "
         f"`{model}.train_log.csv` (`fool plot-log`). Last logged step: bpp {float(last.get('bpp', 'nan')):.3f}, "
@@ -225,7 +232,7 @@ def main() -> None:
         "",
         "PSNR uses the peak of the bit depth that holds the data (255; 2**bits − 1 for deeper data); "
         "points are means over images per setting "
-        "(ours: quality 1…8; `jpeg2000`: OpenJPEG PSNR targets 22…50 dB; `jpeg2000-rate`: the same coder at "
+        "(ours: every learned level, quality 1…L; `jpeg2000`: OpenJPEG PSNR targets 22…50 dB; `jpeg2000-rate`: the same coder at "
         "whole-codestream rates 0.1…4 bpp per image; JPEG XL: distance 8…0.3; WebP/JPEG: quality 10…97). "
         "BD-rate is Bjøntegaard (log-rate interpolated piecewise-cubically, PCHIP) over the overlapping PSNR "
         "range; negative = fewer bytes than the reference. The mean-curve figure depends on how each codec's "

@@ -488,7 +488,8 @@ def summarise(
             }
             summary["per_image"][key] = per_image_bd(points, ref, m)
             summary["at_default_quality"][key] = matched_psnr(points, ref, m, default_quality[m])
-            summary["matched"][key] = {str(q): matched_psnr(points, ref, m, q) for q in qualities}
+            own = sorted(set(qualities) | {p.setting for p in points if p.codec == m})  # every level it ran
+            summary["matched"][key] = {str(q): matched_psnr(points, ref, m, q) for q in own}
     summary["modes"] = mode_counts(points)
     # strict JSON: a lossless point's PSNR (infinite) is written as null
     summary["points"] = [asdict(p) | ({"psnr": None} if math.isinf(p.psnr) else {}) for p in points]

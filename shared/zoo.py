@@ -11,7 +11,9 @@ from pathlib import Path
 from fool.shared.bands import INTEGER_DTYPES
 from fool.shared.errors import ModelError
 
-DEFAULT_MODEL = "fool-m"
+#: The model for 8-bit imagery: fool-m grown by three quality levels below its lowest (models/README.md).
+#: fool-m stays shipped, so containers coded with it still decode, and fool-m-lean48 keeps its decoder.
+DEFAULT_MODEL = "fool-m2"
 #: The model for high-bit-depth integer scenes (11/12-bit pan, Sentinel-2), coded band by band:
 #: fool-m fine-tuned on such bands only (models/README.md). Used by default when it is shipped.
 DEEP_MODEL = "fool-m16"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from fool.shared import zoo
 
 from fool.cli import main
 from tests import data
@@ -72,7 +73,7 @@ def test_bands_option_and_info(scenes, tmp_path):
     with rasterio.open(tmp_path / "b.tif") as ds:
         assert ds.count == 2
     text = run("info", tmp_path / "b.fool").output
-    assert "fool-m@" in text and "EPSG:32633" in text
+    assert f"{zoo.DEFAULT_MODEL}@" in text and "EPSG:32633" in text
 
 
 def test_quality_orders_rate(scenes, tmp_path):
@@ -104,7 +105,7 @@ def bad_inputs(tmp_path, scenes):
         (["compress", "c64.tif"], "complex64"),
         (["compress", "ok.tif", "--bands", "7"], "bands"),
         (["compress", "ok.tif", "--tile-size", "100"], "multiple of 64"),
-        (["compress", "ok.tif", "-q", "13"], "quality"),
+        (["compress", "ok.tif", "-q", "16"], "quality"),
         (["compress", "ok.tif", "-q", "0"], "quality"),
         (["demo", "ok.tif", "-q", "0"], "quality"),
         (["compress", "ok.tif", "--model", "nope"], "not found"),
@@ -141,7 +142,8 @@ def test_damaged_container_is_refused_without_output(scenes, tmp_path, damage):
 
         from fool.shared.varint import read_varint
 
-        at = raw.index(b"\x06fool-m") + 7
+        name = zoo.DEFAULT_MODEL.encode()
+        at = raw.index(bytes([len(name)]) + name) + 1 + len(name)
         raw[at] ^= 0xFF
         n, pos = read_varint(bytes(raw), 5)
         struct.pack_into("<I", raw, pos + n, zlib.crc32(bytes(raw[: pos + n])))
@@ -245,10 +247,10 @@ def test_onnx_runtime_without_an_export_names_the_model(scenes, tmp_path, monkey
 
     shipped = Path(__file__).resolve().parents[1] / "models"
     monkeypatch.setenv("FOOL_MODELS", str(tmp_path))  # a models folder without fool-m.onnx/
-    for f in ("fool-m.pt", "fool-m.npz"):
+    for f in (f"{zoo.DEFAULT_MODEL}.pt", f"{zoo.DEFAULT_MODEL}.npz"):
         (zoo.models_dir() / f).symlink_to(shipped / f)
     r = run("compress", scenes["rgb_uint8"], "-o", tmp_path / "o.fool", "--runtime", "onnx")
-    assert r.exit_code == 1 and "fool export-onnx --model fool-m -o DIR" in r.output
+    assert r.exit_code == 1 and f"fool export-onnx --model {zoo.DEFAULT_MODEL} -o DIR" in r.output
     assert not (tmp_path / "o.fool").exists()
 
 

@@ -3,6 +3,7 @@
 import json
 
 from click.testing import CliRunner
+from fool.shared import zoo
 
 from fool.cli import main
 from fool.evaluate import evaluate
@@ -38,7 +39,7 @@ def test_eval_cli_writes_json_and_plot(scenes, tmp_path):
     out = tmp_path / "rd.json"
     r = CliRunner().invoke(main, ["eval", str(scenes["rgb_uint8"]), "--codec", "jpeg,ccsds121", "-o", str(out)])
     assert r.exit_code == 0, r.output
-    assert "lossless reference ccsds121" in r.output and "BD-rate fool-m vs jpeg" in r.output
+    assert "lossless reference ccsds121" in r.output and f"BD-rate {zoo.DEFAULT_MODEL} vs jpeg" in r.output
     assert json.loads(out.read_text())["images"] == 1 and out.with_suffix(".png").exists()
 
 

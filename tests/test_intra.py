@@ -22,7 +22,7 @@ from fool.shared.errors import ContainerError, InputError
 from fool.shared.format import MODE_CODEC, MODE_INTRA, Container, write_container
 from fool.shared.latent_codec import QUALITY_STEP, LatentCodec
 from fool.shared.windows import ContactWindow
-from fool.shared.zoo import DEFAULT_LAMBDA, DEFAULT_QUALITY, default_quality, find
+from fool.shared.zoo import DEFAULT_LAMBDA, DEFAULT_MODEL, DEFAULT_QUALITY, default_quality, find
 
 from tests import data
 from tests.conftest import DATA
@@ -268,8 +268,8 @@ def test_max_error_refuses_float_scenes(scenes, tmp_path):
         compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", max_error=-1)
     with pytest.raises(InputError, match="do not combine"):
         compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", modes="auto", budget=10000)
-    with pytest.raises(InputError, match="outside 1..12"):
-        compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", quality=12.5)
+    with pytest.raises(InputError, match="outside 1..12 for fool-m "):
+        compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", model="fool-m", quality=12.5)
     with pytest.raises(InputError, match="intra wavelet must be 53 or 97"):
         compress_scene(scenes["rgb_uint8"], tmp_path / "x.fool", quality=10.0, intra_wavelet=79)
     with pytest.raises(ValueError, match="wavelet must be one of"):
@@ -300,16 +300,17 @@ def agri() -> Path:
 def test_upper_qualities_rise_past_the_learned_codec(agri, tmp_path):
     ref = _read(agri)
     got = []
-    for q in (8.0, 9.0, 12.0):
+    top = float(LatentCodec.load(find(DEFAULT_MODEL).tables).levels)  # the default model's best level
+    for q in (top, top + 1, top + 4):
         r = compress_scene(agri, tmp_path / "x.fool", quality=q)
         decode_container(tmp_path / "x.fool", tmp_path / "x.tif")
         got.append((r.bytes, _psnr(ref, _read(tmp_path / "x.tif"))))
-        assert r.modes == ({"learned": 4} if q == 8.0 else {"j2k": 4})
-        if q > 8.0:
+        assert r.modes == ({"learned": 4} if q == top else {"j2k": 4})
+        if q > top:
             assert _intra_codecs(tmp_path / "x.fool") == {intra.CODEC_J2K97}  # the default wavelet
     assert got[0][1] < got[1][1] < got[2][1] and got[2][1] >= 45.0
     assert got[1][0] < got[2][0]
-    r = compress_scene(agri, tmp_path / "x.fool", quality=9.0, intra_wavelet=53)
+    r = compress_scene(agri, tmp_path / "x.fool", quality=top + 1, intra_wavelet=53)
     assert _intra_codecs(tmp_path / "x.fool") == {intra.CODEC_J2K}
     decode_container(tmp_path / "x.fool", tmp_path / "x.tif")
     assert r.bytes > got[1][0] and _psnr(ref, _read(tmp_path / "x.tif")) > got[0][1]  # 5/3 costs more bytes

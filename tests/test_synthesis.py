@@ -32,7 +32,7 @@ def cache(tmp_path_factory):
 def container(scenes, tmp_path_factory):
     """4-band uint8 (an RGB group and a grey group), 70x530: full and edge tiles."""
     out = tmp_path_factory.mktemp("synthesis") / "four.fool"
-    compress_scene(scenes["four_band_uint8"], out, tile_size=128)
+    compress_scene(scenes["four_band_uint8"], out, model="fool-m", tile_size=128)
     return out
 
 

@@ -123,7 +123,8 @@ def test_eval_task_classify_end_to_end(tmp_path: Path) -> None:
     # the same model restores backbone features in the ground's batch decode, tile by tile
     image = next((root / "fields").iterdir())
     cont = tmp_path / "one.fool"
-    assert CliRunner().invoke(main, ["compress", str(image), "-o", str(cont), "-q", "2"]).exit_code == 0
+    args = ["compress", str(image), "-o", str(cont), "-q", "2", "--model", "fool-m"]  # ucm-features' model
+    assert CliRunner().invoke(main, args).exit_code == 0
     res = CliRunner().invoke(
         main,
         ["decode", str(cont), "-o", str(tmp_path / "dec"), "--output", "features", "--feature-model", str(feats)],

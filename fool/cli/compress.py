@@ -43,8 +43,9 @@ from fool.shared.zoo import DEFAULT_LAMBDA, DEFAULT_QUALITY
     type=click.Choice(["97", "53"]),
     default="97",
     show_default=True,
-    help="JPEG 2000 wavelet of --modes auto and -q 9..12: 97 (fewer bytes; float decode, may differ by 1 grey "
-    "level across OpenJPEG builds/CPUs) or 53 (reversible: integer-exact decode everywhere).",
+    help="JPEG 2000 wavelet of --modes auto and qualities above the learned levels: 97 (fewer bytes; float "
+    "decode, may differ by 1 grey level across OpenJPEG builds/CPUs) or 53 (reversible: integer-exact decode "
+    "everywhere).",
 )
 @click.option(
     "--model", default=None, help="Shipped model name. [default: fool-m16 for >8-bit integer scenes, else fool-m]"

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
+from fool.shared import zoo
+
 
 @click.command("export-onnx")
-@click.option("--model", default="fool-m", show_default=True)
+@click.option("--model", default=zoo.DEFAULT_MODEL, show_default=True)
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Flight export folder.")
 @click.option(
     "--int8",
