@@ -232,7 +232,8 @@ def main() -> None:
         "",
         "PSNR uses the peak of the bit depth that holds the data (255; 2**bits − 1 for deeper data); "
         "points are means over images per setting "
-        "(ours: every learned level, quality 1…L; `jpeg2000`: OpenJPEG PSNR targets 22…50 dB; `jpeg2000-rate`: the same coder at "
+        "(ours: every learned level, quality 1…L; `jpeg2000`: OpenJPEG PSNR targets 22…50 dB; `jpeg2000-rate`: "
+        "the same coder at "
         "whole-codestream rates 0.1…4 bpp per image; JPEG XL: distance 8…0.3; WebP/JPEG: quality 10…97). "
         "BD-rate is Bjøntegaard (log-rate interpolated piecewise-cubically, PCHIP) over the overlapping PSNR "
         "range; negative = fewer bytes than the reference. The mean-curve figure depends on how each codec's "
