@@ -234,9 +234,15 @@ def main() -> None:
             print(f"building the {args.size}x{args.size} {args.bands}-band mosaic ...", flush=True)
             scene = _throughput().build_scene(tmp / "scene.tif", args.size, args.bands)
         flight = args.flight
-        if flight is None:
+        if flight is None:  # the model fool compress picks for the scene's dtype
+            import rasterio
+            from fool.shared.zoo import model_for
+
+            with rasterio.open(scene) as ds:
+                model = model_for(ds.dtypes[0])
             flight = tmp / "flight"
-            subprocess.run([py, "-m", "fool.cli", "export-onnx", "-o", str(flight)], check=True, capture_output=True)
+            export = [py, "-m", "fool.cli", "export-onnx", "--model", model, "-o", str(flight)]
+            subprocess.run(export, check=True, capture_output=True)
         fool_cmd = [py, "-m", "fool.cli", "compress", str(scene), "-o", str(tmp / "scene.fool")]
         fool_cmd += ["--runtime", "onnx", "--flight", str(flight)]
         if args.quality is not None:
