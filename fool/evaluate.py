@@ -28,9 +28,10 @@ from fool.shared.errors import InputError
 from fool.shared.geometry import DEFAULT_TILE
 
 OURS_QUALITIES = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
-#: qualities of the ``--modes auto`` curve: the learned range with per-tile JPEG 2000, then the
-#: upper range where every tile is JPEG 2000 (onboard.modes)
-INTRA_QUALITIES = OURS_QUALITIES + (9.0, 10.0, 11.0, 12.0)
+#: qualities of the ``--modes auto`` curve, "all": every quality the model offers, its learned
+#: levels with per-tile JPEG 2000, then the four above them where every tile is JPEG 2000
+#: (onboard.modes; 1..12 for an 8-level model, 1..15 for fool-m2)
+INTRA_QUALITIES = "all"
 INTRA_SUFFIX = "+intra"
 J2K_PSNR_TARGETS = (22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44, 46, 48, 50)
 #: Whole-codestream rates (bpp, all bands) that the rate sweep of JPEG 2000 hits per image.
@@ -409,6 +410,7 @@ def collect_points(
     and the shared ones, labelled ``<model>+intra``."""
     from fool.ground.synthesis import TorchSynthesis
     from fool.onboard.compress import load_runtime
+    from fool.onboard.modes import max_quality
 
     engines = {}
     for m in models:
@@ -421,7 +423,9 @@ def collect_points(
             own = sorted(set(qualities) | {float(q) for q in range(1, engine[1].levels + 1)})  # every trained level
             points += eval_ours(m, f, img, bits, own, engine, synth, tile_size)
             if intra_qualities:
-                extra = sorted(set(intra_qualities) | set(qualities))
+                offered = range(1, int(max_quality(engine[1].levels)) + 1)
+                extra = sorted(set(map(float, offered if intra_qualities == INTRA_QUALITIES else intra_qualities)))
+                extra = sorted(set(extra) | set(qualities))
                 label = f"{m}{INTRA_SUFFIX}"
                 points += eval_ours(m, f, img, bits, extra, engine, synth, tile_size, label, modes="auto")
         for c in codecs:
