@@ -423,9 +423,12 @@ def collect_points(
             own = sorted(set(qualities) | {float(q) for q in range(1, engine[1].levels + 1)})  # every trained level
             points += eval_ours(m, f, img, bits, own, engine, synth, tile_size)
             if intra_qualities:
-                offered = range(1, int(max_quality(engine[1].levels)) + 1)
-                extra = sorted(set(map(float, offered if intra_qualities == INTRA_QUALITIES else intra_qualities)))
-                extra = sorted(set(extra) | set(qualities))
+                offered = (
+                    range(1, int(max_quality(engine[1].levels)) + 1)
+                    if intra_qualities == INTRA_QUALITIES
+                    else intra_qualities
+                )
+                extra = sorted({float(q) for q in offered} | set(qualities))
                 label = f"{m}{INTRA_SUFFIX}"
                 points += eval_ours(m, f, img, bits, extra, engine, synth, tile_size, label, modes="auto")
         for c in codecs:

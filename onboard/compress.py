@@ -279,7 +279,7 @@ def compress_scene(
         )
         rules = opts.rules(reader)
         coder = (
-            intra_coder(opts, analysis, codec, reader, code)
+            intra_coder(opts, quality, analysis, codec, reader, code)
             if opts.intra(codec.levels)
             else TileCoder(analysis, codec, reader, code)
         )
@@ -307,9 +307,11 @@ def compress_scene(
         )
 
 
-def intra_coder(opts: CompressOptions, analysis, codec: LatentCodec, reader: SceneReader, code: int) -> IntraCoder:
-    """The coder for the intra options; refuses a scene whose samples the classical modes cannot code."""
-    quality = opts.for_model(codec).quality or zoo.default_quality(codec.lambdas)
+def intra_coder(
+    opts: CompressOptions, quality: float, analysis, codec: LatentCodec, reader: SceneReader, code: int
+) -> IntraCoder:
+    """The coder for the intra options at ``quality`` (the options' own, or the model's default);
+    refuses a scene whose samples the classical modes cannot code."""
     upper = quality > codec.levels
     if (upper or opts.max_error is not None) and not modelib.intra_dtype_ok(reader.dtype):
         what = f"--max-error {opts.max_error}" if opts.max_error is not None else f"quality {quality:g}"
