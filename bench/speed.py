@@ -17,6 +17,9 @@ and reports medians.
 * FOOL variants (``--variant NAME=DIR``, repeatable: e.g. ``int8=DIR`` for a
   ``fool export-onnx --int8`` export, or another model's export): the same command with that
   flight export, as the row ``fool-NAME``; their bytes are their own.
+* FOOL synthesis variants (``--synthesis VARIANT``, repeatable: e.g. ``fast``): ``fool decode
+  --synthesis VARIANT`` of FOOL's own container, as the row ``fool:VARIANT`` (decode only: the
+  bytes are FOOL's).
 * OpenJPEG: ``imagecodecs.jpeg2k_encode(..., level=PSNR, codecformat="J2K", numthreads=2)``, a
   raw J2K codestream of all bands, the PSNR target bisected (untimed, in this process) until
   the file is within 0.5 % of FOOL's container; decode: ``jpeg2k_decode`` + a GeoTIFF write.
@@ -212,6 +215,13 @@ def main() -> None:
         metavar="NAME=DIR",
         help="also time FOOL with this flight export (e.g. int8=DIR from fool export-onnx --int8)",
     )
+    ap.add_argument(
+        "--synthesis",
+        action="append",
+        default=[],
+        metavar="VARIANT",
+        help="also decode FOOL's container with this synthesis variant (e.g. fast: fool decode --synthesis fast)",
+    )
     ap.add_argument("--quality", type=float, default=None, help="fool compress -q [its default]")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; medians are reported")
     ap.add_argument("--fool-only", action="store_true", help="only FOOL's encoder (e.g. peak RSS at 20000 px)")
@@ -278,6 +288,9 @@ def main() -> None:
         codecs: dict[str, dict] = {"fool": {"bytes": target, "encode": [first], "decode": []}}
         for name in variants:
             codecs[name] = {"bytes": 0, "encode": [], "decode": []}
+        syntheses = {f"fool:{v}": v for v in args.synthesis}
+        for name in syntheses:
+            codecs[name] = {"bytes": target, "encode": [], "decode": []}
         if not args.fool_only:
             image = _read(str(scene))[0]
             t0 = time.perf_counter()
@@ -296,7 +309,9 @@ def main() -> None:
             del image
         profile_json = json.dumps(profile)
 
-        def encode(name: str) -> dict:
+        def encode(name: str) -> dict | None:
+            if name in syntheses:
+                return None  # decode only: FOOL's bytes
             if name == "fool":
                 return timed(fool_cmd, tmp / "fool.log")
             if name in variants:
@@ -311,9 +326,11 @@ def main() -> None:
             )
 
         def decode(name: str) -> dict:
-            if name == "fool" or name in variants:
-                src = tmp / "scene.fool" if name == "fool" else variants[name][1]
+            if name == "fool" or name in variants or name in syntheses:
+                src = variants[name][1] if name in variants else tmp / "scene.fool"
                 cmd = [py, "-m", "fool.cli", "decode", str(src), "-o", str(tmp / f"{name}.tif")]
+                if name in syntheses:
+                    cmd += ["--synthesis", syntheses[name]]
                 return timed(cmd, tmp / f"{name}-decode.log")
             kind = {"openjpeg": "j2k", "jpegxl": "jxl"}[name]
             cmd = [py, me, "--child", f"{kind}-decode", str(tmp / kind), str(tmp / f"{kind}.tif"), profile_json]
@@ -323,13 +340,16 @@ def main() -> None:
             warm = (
                 "import sys\nfrom fool.shared.format import Container\nfrom fool.ground.synthesis import "
                 "synthesis_export\nwith Container.open(sys.argv[1]) as c:\n"
-                "    synthesis_export(c.scene.model_name, c.scene.model_sha256)"
+                "    for v in [None, *sys.argv[2:]]:\n"
+                "        synthesis_export(c.scene.model_name, c.scene.model_sha256, variant=v)"
             )
-            subprocess.run([py, "-c", warm, str(tmp / "scene.fool")], check=True)
+            subprocess.run([py, "-c", warm, str(tmp / "scene.fool"), *args.synthesis], check=True)
         for r in range(args.repeat):
             for name in codecs:
                 if not (name == "fool" and r == 0):  # round 0's FOOL run is the one above
-                    codecs[name]["encode"].append(encode(name))
+                    run = encode(name)
+                    if run is not None:
+                        codecs[name]["encode"].append(run)
             if not args.no_decode and not args.fool_only:
                 for name in codecs:
                     codecs[name]["decode"].append(decode(name))
@@ -339,7 +359,8 @@ def main() -> None:
             peak = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
             if dtype == "uint16":
                 peak = float(image.max())  # 11/12-bit data in uint16: PSNR against its own peak
-            tifs = {"fool": "fool.tif", **{n: f"{n}.tif" for n in variants}, "openjpeg": "j2k.tif", "jpegxl": "jxl.tif"}
+            ours = {n: f"{n}.tif" for n in [*variants, *syntheses]}
+            tifs = {"fool": "fool.tif", **ours, "openjpeg": "j2k.tif", "jpegxl": "jxl.tif"}
             for name, tif in tifs.items():
                 if name in codecs:
                     codecs[name]["psnr_db"] = round(psnr(image, _decoded(tmp / tif), peak), 3)

@@ -207,7 +207,9 @@ def eval_ours(
     """Our codec through the real CLI path (container + GeoTIFF), one point per quality.
 
     ``compress_opts`` (halo, value_range) reach :func:`compress_scene`; ``label`` names the
-    curve when one model is run in several configurations (bench/ablation.py).
+    curve when one model is run in several configurations (bench/ablation.py). ``synthesis``
+    may also map curve labels to syntheses (a model's own and its variants, which decode the
+    same bytes): each container is then decoded by each, one point per label and quality.
     """
     import rasterio
 
@@ -216,18 +218,22 @@ def eval_ours(
 
     peak = float(2**bits - 1)
     points = []
+    syntheses = synthesis if isinstance(synthesis, dict) else {label or model: synthesis}
     with tempfile.TemporaryDirectory() as tmp:
         fool, out = Path(tmp) / "x.fool", Path(tmp) / "x.tif"
-        for q in qualities:
-            r = compress_scene(path, fool, model=model, quality=q, tile_size=tile_size, engine=engine, **compress_opts)
+        for q, (name, synth) in ((q, item) for q in qualities for item in syntheses.items()):
+            if name == next(iter(syntheses)):
+                r = compress_scene(
+                    path, fool, model=model, quality=q, tile_size=tile_size, engine=engine, **compress_opts
+                )
             t1 = time.perf_counter()
-            decode_container(fool, out, synthesis=synthesis)
+            decode_container(fool, out, synthesis=synth)
             t2 = time.perf_counter()
             with rasterio.open(out) as ds:
                 rec = ds.read()
             points.append(
                 Point(
-                    label or model,
+                    name,
                     q,
                     str(path),
                     8 * r.bytes / r.pixels,
@@ -411,11 +417,15 @@ def collect_points(
     from fool.ground.synthesis import TorchSynthesis
     from fool.onboard.compress import load_runtime
     from fool.onboard.modes import max_quality
+    from fool.shared.zoo import split_variant
 
-    engines = {}
-    for m in models:
-        engine = load_runtime("torch", m, None, None)
-        engines[m] = (engine, TorchSynthesis(m, engine[1].weights_sha256))
+    engines: dict[str, tuple] = {}  # model -> (its onboard engine, {curve label: synthesis})
+    for label in models:
+        m, variant = split_variant(label)
+        if m not in engines:
+            engines[m] = (load_runtime("torch", m, None, None), {})
+        engine = engines[m][0]
+        engines[m][1][label] = TorchSynthesis(m, engine[1].weights_sha256, variant=variant)
     points: list[Point] = []
     for i, f in enumerate(files):
         img, bits = read_image(f)
@@ -429,8 +439,8 @@ def collect_points(
                     else intra_qualities
                 )
                 extra = sorted({float(q) for q in offered} | set(qualities))
-                label = f"{m}{INTRA_SUFFIX}"
-                points += eval_ours(m, f, img, bits, extra, engine, synth, tile_size, label, modes="auto")
+                labelled = {f"{label}{INTRA_SUFFIX}": s for label, s in synth.items()}
+                points += eval_ours(m, f, img, bits, extra, engine, labelled, tile_size, modes="auto")
         for c in codecs:
             points += eval_lossless(c, f, img, bits) if c in LOSSLESS else eval_classical(c, f, img, bits)
         if (i + 1) % 10 == 0 or i + 1 == len(files):
@@ -450,9 +460,9 @@ def _speed(points: list[Point], codec: str) -> dict:
 def model_default_quality(model: str) -> float:
     """The quality ``fool compress`` uses for ``model`` when none is given (shared.zoo.default_quality)."""
     from fool.shared.latent_codec import LatentCodec
-    from fool.shared.zoo import default_quality, find
+    from fool.shared.zoo import default_quality, find, split_variant
 
-    return default_quality(LatentCodec.load(find(model).tables).lambdas)
+    return default_quality(LatentCodec.load(find(split_variant(model)[0]).tables).lambdas)
 
 
 def summarise(

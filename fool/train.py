@@ -53,9 +53,14 @@ class TrainOptions:
     latent: int | None = None  # latent channels M of a new model, or widen an initialised one (None: keep)
     latent_ramp: int = 3000  # steps over which widened channels' bits enter the loss (see shared.nn.grow)
     enc_width: int | None = None  # hidden channels of the analysis: narrow an initialised model (None: keep)
-    #: "all", or "encoder": only the onboard analysis and hyper-analysis learn, so the ground
-    #: decoder (synthesis, hyper-synthesis, entropy models, gains) stays the --init model's
+    #: "all"; "encoder": only the onboard analysis and hyper-analysis learn, so the ground
+    #: decoder (synthesis, hyper-synthesis, entropy models, gains) stays the --init model's;
+    #: "synthesis": only the ground synthesis learns, so every byte the --init model codes
+    #: stays the same and the result is another ground decoder for its containers
     train_only: str = "all"
+    #: (width, residual blocks) of a new half-resolution synthesis stage for an --init model
+    #: (it starts from random weights; the other stages keep theirs)
+    last_stage: tuple[int, int] | None = None
     #: quality levels added below an initialised model's lowest (λ continues its geometric
     #: spacing; the gains start extrapolated), so the rate range reaches lower without retraining
     low_levels: int = 0
@@ -209,7 +214,9 @@ class Run:
         )
 
 
-TRAIN_ONLY = ("all", "encoder")
+TRAIN_ONLY = ("all", "encoder", "synthesis")
+#: which parameters learn under each --train-only (besides the entropy bottleneck's quantiles)
+_LEARNS = {"encoder": ("g_a.", "h_a."), "synthesis": ("g_s.",)}
 
 
 def _new_run(config, device, lr: float, train_only: str = "all") -> Run:
@@ -220,13 +227,16 @@ def _new_run(config, device, lr: float, train_only: str = "all") -> Run:
     if train_only not in TRAIN_ONLY:
         raise ModelError(f"--train-only must be one of {', '.join(TRAIN_ONLY)}, got {train_only!r}")
     model = FoolCodec(config).to(device)
-    if train_only == "encoder":
+    if train_only != "all":
         for n, p in model.named_parameters():
-            # the entropy bottleneck's quantiles (its aux loss) only track its frozen density's range
-            p.requires_grad_(n.startswith(("g_a.", "h_a.")) or n.endswith(".quantiles"))
+            # the entropy bottleneck's quantiles (its aux loss) only track its frozen density's
+            # range; under "synthesis" they are frozen too, as the released tables must not move
+            aux = n.endswith(".quantiles") and train_only == "encoder"
+            p.requires_grad_(n.startswith(_LEARNS[train_only]) or aux)
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles") and p.requires_grad]
-    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    run = Run(model, torch.optim.Adam(main_params, lr=lr), torch.optim.Adam(aux_params, lr=1e-3), main_params, config)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles") and p.requires_grad]
+    aux_opt = torch.optim.Adam(aux_params or [torch.zeros(1, requires_grad=True)], lr=1e-3)
+    run = Run(model, torch.optim.Adam(main_params, lr=lr), aux_opt, main_params, config)
     run.ramp = {"channels_from": config.m, "steps": 0}
     return run
 
@@ -257,6 +267,10 @@ def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, 
         config = dataclasses.replace(config, m=opts.latent)
     if opts.enc_width is not None:
         config = dataclasses.replace(config, n_enc=opts.enc_width, n_hyper=config.n_hyper or config.n_enc)
+    if opts.last_stage is not None:
+        if init_model is None or opts.train_only != "synthesis":
+            raise ModelError("--last-stage replaces a stage of an --init model's synthesis: use --train-only synthesis")
+        config = dataclasses.replace(config, last_stage=tuple(opts.last_stage))
     if opts.low_levels:
         if init_model is None:
             raise ModelError("--low-levels needs --init: it extends that model's quality range")
@@ -266,7 +280,7 @@ def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, 
     run = _new_run(config, device, opts.lr, opts.train_only)
     if init_model is None or opts.init is None:
         if opts.train_only != "all":
-            raise ModelError("--train-only encoder needs --init: it keeps that model's decoder")
+            raise ModelError(f"--train-only {opts.train_only} needs --init: it keeps the rest of that model")
         return run
     if config.n_enc != init_model.config.n_enc:
         if config.m != init_model.config.m or config.dec_blocks != init_model.config.dec_blocks:
@@ -327,12 +341,16 @@ def _load_grown(run: Run, init_model, init: Path, low_levels: int = 0) -> None:
         raise ModelError(
             f"cannot change the synthesis depth from {init_model.config.dec_blocks} to {run.config.dec_blocks} blocks"
         )
-    if init_model.config.dec_blocks == 0:
-        weights = deepen_state(weights, run.config.dec_blocks)
+    if init_model.config.dec_blocks == 0 and init_model.config.last_stage is None:  # the flat layout
+        weights = deepen_state(weights, run.config.dec_blocks or int(run.config.last_stage is not None))
+    replaced = run.config.last_stage != init_model.config.last_stage
+    if replaced:  # the half-resolution stage and the output layer are new
+        weights = {k: v for k, v in weights.items() if not k.startswith(("g_s.2.", "g_s.3."))}
     missing, unexpected = run.model.load_state_dict(weights, strict=False)
     # new blocks start as the identity; CDF tables are rebuilt at release
     grown = (".body.", "_cdf", "_offset", "_length")
-    new = [k for k in missing if not any(g in k for g in grown)]
+    fresh = ("g_s.2.", "g_s.3.") if replaced else ()
+    new = [k for k in missing if not any(g in k for g in grown) and not k.startswith(fresh)]
     if new or unexpected:
         raise ModelError(f"{init} does not fit the model: missing {new[:3]}, unexpected {unexpected[:3]}")
     run.lineage = init_lineage(init)
@@ -399,9 +417,10 @@ def _step(
     torch.nn.utils.clip_grad_norm_(run.main_params, opts.clip)
     run.opt.step()
     aux = run.model.aux_loss()
-    run.aux_opt.zero_grad(set_to_none=True)
-    aux.backward()
-    run.aux_opt.step()
+    if aux.requires_grad:
+        run.aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        run.aux_opt.step()
     run.step += 1
     row = {"loss": loss.item(), "bpp": bpp.mean().item(), "mse": mse.mean().item(), "aux": aux.item()}
     if feature_error is not None:

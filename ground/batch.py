@@ -50,6 +50,7 @@ class BatchOptions:
     progress: bool = True  # a bar on stderr when it is a terminal
     feature_model: str | None = None  # feature mode: also restore backbone features (fool train-feature-mode)
     runtime: str = "onnx"  # synthesis runtime (ground/synthesis.py): onnx | torch, the same in every task
+    synthesis: str | None = None  # a shipped synthesis variant of each container's model (e.g. fast)
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUT_KINDS:
@@ -96,6 +97,8 @@ class BatchOptions:
             sig["threads"] = self.threads
             if self.runtime != "torch":  # records written before the ONNX runtime were torch's
                 sig["runtime"] = self.runtime
+            if self.synthesis is not None:
+                sig["synthesis"] = self.synthesis
         if self.features:
             sig["features_format"] = FEATURES_FORMAT
             if self.feature_model is not None:
@@ -262,16 +265,16 @@ def load_done(src: Path, outdir: Path, options: BatchOptions) -> SceneResult | N
 
 # ---------------------------------------------------------------- one scene (runs in a worker)
 
-_SYNTHESES: dict[tuple[str, str, str], object] = {}
+_SYNTHESES: dict[tuple[str, str, str, str | None], object] = {}
 
 
-def synthesis_for(model_name: str, model_sha256: str, threads: int, runtime: str = "torch"):
-    """One synthesis per model and runtime per process: loading weights costs seconds, a tile milliseconds."""
-    key = (model_name, model_sha256, runtime)
+def synthesis_for(model_name: str, model_sha256: str, threads: int, runtime: str = "torch", variant: str | None = None):
+    """One synthesis per model, runtime and variant per process: loading weights costs seconds, a tile milliseconds."""
+    key = (model_name, model_sha256, runtime, variant)
     if key not in _SYNTHESES:
         from fool.ground.synthesis import load_synthesis
 
-        _SYNTHESES[key] = load_synthesis(runtime, model_name, model_sha256, threads)
+        _SYNTHESES[key] = load_synthesis(runtime, model_name, model_sha256, threads, variant)
     return _SYNTHESES[key]
 
 
@@ -350,7 +353,7 @@ def _write_outputs(src: Path, outdir: Path, options: BatchOptions) -> SceneResul
         lost = {(e.row, e.col) for e in container.tiles if e.mode == MODE_LOST}
         skipped = [[e.row, e.col] for e in container.tiles if e.mode == MODE_SKIPPED]
         size = container.size
-    synthesis = synthesis_for(scene.model_name, scene.model_sha256, options.threads, options.runtime)
+    synthesis = synthesis_for(scene.model_name, scene.model_sha256, options.threads, options.runtime, options.synthesis)
     outputs: dict[str, str] = {}
     damaged: set[tuple[int, int]] = set()
     if options.images:

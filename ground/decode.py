@@ -6,6 +6,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,9 +15,13 @@ from fool.shared import intra
 from fool.shared.errors import ContainerError, FoolError, OutputError
 from fool.shared.format import FLAG_MASK, MODE_INTRA, MODE_LOST, MODE_SKIPPED, Container, TileEntry
 from fool.shared.geometry import Tile, coded_latents
-from fool.shared.latent_codec import LatentCodec, fill_unsent
+from fool.shared.latent_codec import LatentCodec, dequantise, fill_unsent
 from fool.shared.runtime import SynthesisRuntime, single_blas_thread
 from fool.shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
+
+#: tiles rendered together: with a synthesis that runs tiles in parallel
+#: (``synthesis.parallel`` > 1, ONNX Runtime) they share out the cores; it bounds their pixels in memory
+RENDER_BATCH = 16
 
 
 @dataclass
@@ -54,6 +59,32 @@ def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec) 
     Only latents over valid pixels were sent; the rest are symbol 0 (their predicted means)
     in the bit-exact part, then :func:`fill_unsent`. All band groups share one stream. An intra
     tile has no latents (ContainerError)."""
+    request, valid = _latent_request(entry, payload, scene)
+    return _tile_latents(codec.decode_tile_symbols(*request), request[4], valid)
+
+
+def decode_latents_many(
+    tiles: list[tuple[TileEntry, bytes]], scene: SceneHeader, codec
+) -> list[TileLatents | FoolError]:
+    """:func:`decode_latents` of many tiles at once (the integer hyper-synthesis then runs in
+    batches across them: :meth:`LatentCodec.decode_tiles_symbols`), with the same values. A
+    tile that fails gets its error in its place; the others decode."""
+    out: list = [None] * len(tiles)
+    requests, where = [], []
+    for i, (entry, payload) in enumerate(tiles):
+        try:
+            requests.append(_latent_request(entry, payload, scene))
+            where.append(i)
+        except FoolError as exc:
+            out[i] = exc
+    decoded = codec.decode_tiles_symbols([request for request, _ in requests])
+    for i, (request, valid), symbols in zip(where, requests, decoded, strict=True):
+        out[i] = symbols if isinstance(symbols, FoolError) else _tile_latents(symbols, request[4], valid)
+    return out
+
+
+def _latent_request(entry: TileEntry, payload: bytes, scene: SceneHeader):
+    """-> ((stream, groups, latent shape, quality code, coded latents), valid pixels) of a learned tile."""
     if entry.mode == MODE_INTRA:
         raise ContainerError(f"tile ({entry.row}, {entry.col}) is coded with a classical intra mode: it has no latents")
     tile: Tile = scene.grid.tile(entry.row, entry.col)
@@ -61,9 +92,11 @@ def decode_latents(entry: TileEntry, payload: bytes, scene: SceneHeader, codec) 
     shape = (tile.height, tile.width)
     stream, valid = unpack_tile(payload, bool(entry.flags & FLAG_MASK), shape)
     coded = coded_latents((ph, pw), shape, valid)
-    latents = codec.decode_tile(stream, len(scene.groups), (ph // 16, pw // 16), entry.quality, coded)
-    y_hat = np.stack([fill_unsent(y, coded) for y in latents])
-    return TileLatents(y_hat, valid)
+    return (stream, len(scene.groups), (ph // 16, pw // 16), entry.quality, coded), valid
+
+
+def _tile_latents(symbols, coded: np.ndarray | None, valid: np.ndarray | None) -> TileLatents:
+    return TileLatents(np.stack([fill_unsent(dequantise(*s), coded) for s in symbols]), valid)
 
 
 def decode_intra(entry: TileEntry, payload: bytes, scene: SceneHeader) -> TileLatents:
@@ -189,22 +222,41 @@ class TileSource:
     def __init__(self, container: Container, codec: LatentCodec, skip_damaged: bool) -> None:
         self.container, self.codec, self.skip_damaged = container, codec, skip_damaged
         self.entries = {(e.row, e.col): e for e in container.coded_tiles}
+        self._rows: dict[int, list[TileEntry]] = {}  # tiles not decoded yet, by row
+        for rc, entry in sorted(self.entries.items()):
+            self._rows.setdefault(rc[0], []).append(entry)
         self.failed: list[tuple[int, int]] = []
         self._cache: dict[tuple[int, int], TileLatents | None] = {}
 
     def at(self, rc: tuple[int, int]) -> TileLatents | None:
         if rc not in self._cache:
-            entry = self.entries.get(rc)
+            self._decode_row(rc[0])
+        return self._cache.get(rc)
+
+    def _decode_row(self, row: int) -> None:
+        """Every tile of ``row`` not decoded yet: learned ones together (:func:`decode_latents_many`)."""
+        learned: list[tuple[TileEntry, bytes]] = []
+        for entry in self._rows.pop(row, []):
+            rc = (entry.row, entry.col)
             self._cache[rc] = None
-            if entry is not None:
-                try:
-                    payload = self.container.payload(entry)
-                    self._cache[rc] = decode_tile(entry, payload, self.container.scene, self.codec)
-                except FoolError:
-                    if not self.skip_damaged:
-                        raise
-                    self.failed.append(rc)
-        return self._cache[rc]
+            try:
+                payload = self.container.payload(entry)
+                if entry.mode == MODE_INTRA:
+                    self._cache[rc] = decode_intra(entry, payload, self.container.scene)
+                else:
+                    learned.append((entry, payload))
+            except FoolError:
+                if not self.skip_damaged:
+                    raise
+                self.failed.append(rc)
+        decoded = decode_latents_many(learned, self.container.scene, self.codec)
+        for (entry, _), result in zip(learned, decoded, strict=True):
+            if isinstance(result, FoolError):
+                if not self.skip_damaged:
+                    raise result
+                self.failed.append((entry.row, entry.col))
+            else:
+                self._cache[(entry.row, entry.col)] = result
 
     def forget_above(self, row: int) -> None:
         for old in [rc for rc in self._cache if rc[0] < row - 1]:
@@ -259,6 +311,7 @@ def decode_container(
     progress: Callable[[int, int], None] | None = None,
     synthesis: SynthesisRuntime | None = None,
     runtime: str = "torch",
+    variant: str | None = None,
 ) -> DecodeReport:
     """Decode every tile of ``src`` into the GeoTIFF ``dst`` (written atomically).
 
@@ -267,7 +320,8 @@ def decode_container(
     instead of aborting the scene. Containers coded with a halo are synthesised tile by tile on
     a canvas of the tile's latents and its neighbours', so tile borders look as if the scene was
     coded whole. Without a ``synthesis`` of the container's model, one of ``runtime`` ("torch"
-    or "onnx", :mod:`ground.synthesis`) is loaded.
+    or "onnx", :mod:`ground.synthesis`) is loaded: the model's own synthesis, or its shipped
+    ``variant`` (e.g. "fast").
     """
     import rasterio
     from fool.ground.synthesis import load_synthesis
@@ -279,22 +333,31 @@ def decode_container(
     with Container.open(src) as container:
         scene = container.scene
         if synthesis is None or not scene.model_matches(synthesis.codec.weights_sha256):
-            synthesis = load_synthesis(runtime, scene.model_name, scene.model_sha256, threads)
+            synthesis = load_synthesis(runtime, scene.model_name, scene.model_sha256, threads, variant)
         source = TileSource(container, synthesis.codec, skip_damaged)
         tmp = dst.with_name(f".{dst.name}.partial.tif")
         try:
             env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB)
+            workers = getattr(synthesis, "parallel", 1)
+            pool = ThreadPoolExecutor(workers) if workers > 1 else None
             with env, single_blas_thread(), _open_output(tmp, scene) as out:
-                for i, (row, col) in enumerate(sorted(source.entries)):
-                    source.forget_above(row)
-                    latents = source.at((row, col))
-                    if latents is not None:
-                        tile = scene.grid.tile(row, col)
-                        values = render_tile(tile, latents, scene, synthesis, source.neighbours(row, col))
-                        _write_tile(out, scene, tile, values, latents.valid)
+                order = sorted(source.entries)
+                for start in range(0, len(order), RENDER_BATCH):
+                    jobs = []
+                    for row, col in order[start : start + RENDER_BATCH]:
+                        source.forget_above(row)
+                        latents = source.at((row, col))
+                        if latents is not None:
+                            tile = scene.grid.tile(row, col)
+                            job = (tile, latents, scene, synthesis, source.neighbours(row, col))
+                            jobs.append((tile, latents, pool.submit(render_tile, *job) if pool else render_tile(*job)))
+                    for tile, latents, values in jobs:  # written in order, as they were before
+                        _write_tile(out, scene, tile, values.result() if pool else values, latents.valid)
                     if progress:
-                        progress(i + 1, len(source.entries))
+                        progress(min(start + RENDER_BATCH, len(order)), len(order))
                 _fill_missing(out, scene, set(source.entries) - set(source.failed))
+            if pool is not None:
+                pool.shutdown()
             os.replace(tmp, dst)
         except rasterio.errors.RasterioIOError as exc:
             raise OutputError(f"cannot write {dst}: {exc}") from None

@@ -1,10 +1,13 @@
 """Ground-side synthesis runtimes: latents back to pixels, in PyTorch or in ONNX Runtime.
 
 Both satisfy :class:`fool.shared.runtime.SynthesisRuntime` and refuse a container coded with
-other weights than the installed ones. They are float paths, so their pixels are not bit
-identical: on NAIP (4-band uint8) they differ by at most 1 grey level, on about 1 sample in
-10^5 (docs/design.md, "Ground decode"). The entropy decoding before them is the same integer
-code whichever runs.
+other weights than the installed ones. Either may run a synthesis variant of the model instead
+of its own (``variant="fast"``: ``models/<name>.fast.pt``, a narrower synthesis trained on the
+model's frozen encoder, so it reads the same containers; models/README.md says what it costs).
+
+They are float paths, so their pixels are not bit identical: on NAIP (4-band uint8) they
+differ by at most 1 grey level, on about 1 sample in 10^5 (docs/design.md, "Ground decode").
+The entropy decoding before them is the same integer code whichever runs.
 
 :class:`OnnxSynthesis` runs an export of the synthesis (``shared/nn/export.py``) that it keeps
 in a cache folder, keyed by the weights' hash; the first use of a model exports it (this one
@@ -25,7 +28,7 @@ import numpy as np
 from fool.shared.errors import InputError, ModelError
 from fool.shared.latent_codec import LatentCodec, file_sha256
 from fool.shared.runtime import SYNTHESIS_EXPORT_VERSION, SynthesisRuntime, ort_session
-from fool.shared.zoo import ModelFiles, find
+from fool.shared.zoo import ModelFiles, find, synthesis_variant
 
 RUNTIMES = ("torch", "onnx")
 
@@ -50,12 +53,19 @@ class TorchSynthesis:
 
     name = "torch"
 
-    def __init__(self, name: str, sha256: str, threads: int | None = None) -> None:
+    def __init__(self, name: str, sha256: str, threads: int | None = None, variant: str | None = None) -> None:
         import torch
         from fool.shared.nn.codec import FoolCodec
 
         files, self.codec = _checked_model(name, sha256, need_weights=True)
-        self.model = FoolCodec.load(files.weights)
+        if variant is None:
+            self.model = FoolCodec.load(files.weights)
+        else:
+            path = synthesis_variant(name, variant)
+            base = torch.load(path, map_location="cpu", weights_only=False).get("base", {})
+            if base.get("weights_sha256") != self.codec.weights_sha256:
+                raise ModelError(f"{path} is a synthesis for other weights than the installed {name}")
+            self.model = FoolCodec.load_synthesis(path)
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch
@@ -73,19 +83,21 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fool"
 
 
-def _export_matches(folder: Path, weights_sha256: str) -> bool:
+def _export_matches(folder: Path, weights_sha256: str, variant: Path | None = None) -> bool:
     try:
         manifest = json.loads((folder / "synthesis.json").read_text())
     except (OSError, ValueError):
         return False
+    variant_sha256 = file_sha256(variant) if variant is not None else None
     return (
         manifest.get("weights_sha256") == weights_sha256
+        and manifest.get("variant_sha256") == variant_sha256
         and manifest.get("export_version") == SYNTHESIS_EXPORT_VERSION
         and (folder / manifest.get("synthesis", "synthesis.onnx")).is_file()
     )
 
 
-def synthesis_export(name: str, sha256: str, root: Path | None = None) -> Path:
+def synthesis_export(name: str, sha256: str, root: Path | None = None, variant: str | None = None) -> Path:
     """The folder holding an ONNX export of ``name``'s synthesis for the weights the container
     names, exported now if the cache has none (torch is imported only then).
 
@@ -93,27 +105,29 @@ def synthesis_export(name: str, sha256: str, root: Path | None = None) -> Path:
     decoders (batch workers) never read half a file; if two export at once, one rename wins and
     the other's copy is dropped."""
     files, codec = _checked_model(name, sha256, need_weights=False)
-    return _ensure_export(files, codec, root or cache_dir())
+    return _ensure_export(files, codec, root or cache_dir(), variant)
 
 
-def _ensure_export(files: ModelFiles, codec: LatentCodec, root: Path) -> Path:
-    folder = root / f"synthesis-{files.name}-{codec.weights_sha256[:16]}"
-    if _export_matches(folder, codec.weights_sha256):
+def _ensure_export(files: ModelFiles, codec: LatentCodec, root: Path, variant: str | None = None) -> Path:
+    variant_path = synthesis_variant(files.name, variant) if variant is not None else None
+    label = files.name if variant is None else f"{files.name}.{variant}"
+    folder = root / f"synthesis-{label}-{codec.weights_sha256[:16]}"
+    if _export_matches(folder, codec.weights_sha256, variant_path):
         return folder
     if not files.weights.exists() or file_sha256(files.weights) != codec.weights_sha256:
         raise ModelError(f"weights {files.weights} are missing or do not match their tables ({codec.model_id})")
     from fool.shared.nn.export import export_synthesis
 
-    print(f"exporting the {files.name} synthesis to ONNX (once) into {folder}", file=sys.stderr)
+    print(f"exporting the {label} synthesis to ONNX (once) into {folder}", file=sys.stderr)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        export_synthesis(files, tmp)
+        export_synthesis(files, tmp, variant_path)
         if folder.exists():  # stale (other weights or export version): replaced
             shutil.rmtree(folder)
         os.replace(tmp, folder)
     except OSError:
-        if not _export_matches(folder, codec.weights_sha256):  # a concurrent export did not win either
+        if not _export_matches(folder, codec.weights_sha256, variant_path):  # a concurrent export did not win either
             raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -128,24 +142,45 @@ class OnnxSynthesis:
     for the onboard analysis) but it saves no measurable time either, so the decoder does not."""
 
     name = "onnx"
+    #: how many tiles callers may synthesise at once (:func:`ground.decode.decode_container`);
+    #: ORT sessions take concurrent runs
+    parallel: int
 
-    def __init__(self, name: str, sha256: str, threads: int | None = None, export_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        sha256: str,
+        threads: int | None = None,
+        export_dir: Path | None = None,
+        variant: str | None = None,
+    ) -> None:
         files, self.codec = _checked_model(name, sha256, need_weights=False)
-        folder = Path(export_dir) if export_dir is not None else _ensure_export(files, self.codec, cache_dir())
-        if not _export_matches(folder, self.codec.weights_sha256):
-            raise ModelError(f"{folder} holds no ONNX synthesis of {self.codec.model_id}")
+        if export_dir is None:
+            folder = _ensure_export(files, self.codec, cache_dir(), variant)
+        else:
+            folder = Path(export_dir)
+        variant_path = synthesis_variant(name, variant) if variant is not None else None
+        if not _export_matches(folder, self.codec.weights_sha256, variant_path):
+            what = f"synthesis {variant!r}" if variant else "synthesis"
+            raise ModelError(f"{folder} holds no ONNX {what} of {self.codec.model_id}")
         manifest = json.loads((folder / "synthesis.json").read_text())
-        self.session = ort_session(str(folder / manifest["synthesis"]), threads)
+        # tiles in parallel, one thread each: on 8x8 latents ORT's intra-op threads wait on each
+        # other (2 threads on one tile ran 3.3 MP/s here, 2 tiles at once on 1 thread each 5.7)
+        self.parallel = threads or os.cpu_count() or 1
+        self.session = ort_session(str(folder / manifest["synthesis"]), 1)
 
     def __call__(self, y_hat: np.ndarray) -> np.ndarray:
         (x_hat,) = self.session.run(["x_hat"], {"y": np.ascontiguousarray(y_hat, np.float32)})
         return x_hat
 
 
-def load_synthesis(runtime: str, name: str, sha256: str, threads: int | None = None) -> SynthesisRuntime:
-    """The synthesis runtime ``runtime`` ("torch" or "onnx") for the model a container names."""
+def load_synthesis(
+    runtime: str, name: str, sha256: str, threads: int | None = None, variant: str | None = None
+) -> SynthesisRuntime:
+    """The synthesis runtime ``runtime`` ("torch" or "onnx") for the model a container names:
+    its own synthesis, or the shipped ``variant`` of it."""
     if runtime == "onnx":
-        return OnnxSynthesis(name, sha256, threads)
+        return OnnxSynthesis(name, sha256, threads, variant=variant)
     if runtime == "torch":
-        return TorchSynthesis(name, sha256, threads)
+        return TorchSynthesis(name, sha256, threads, variant)
     raise InputError(f"unknown synthesis runtime {runtime!r}; use {' or '.join(map(repr, RUNTIMES))}")

@@ -257,6 +257,47 @@ class LatentCodec:
         reader = StreamDecoder(stream, groups * per_group)
         return [self._decode_group(reader.decode, latent_shape, code, sent) for _ in range(groups)]
 
+    def decode_tiles_symbols(
+        self, tiles: list[tuple[bytes, int, tuple[int, int], int, np.ndarray | None]]
+    ) -> list[list[tuple[np.ndarray, np.ndarray, np.ndarray]] | ContainerError]:
+        """:meth:`decode_tile_symbols` of many tiles (stream, groups, latent shape, code, coded),
+        band group by band group across them, so that the integer hyper-synthesis runs in
+        batches (:meth:`hyper_params_many`): a tile's stream holds its groups one after the
+        other, and a group's latents need its hyper-latent's output first. The values are
+        those of one tile at a time. A tile whose stream is bad gets its ContainerError in
+        its place; the others decode."""
+        out: list = [[] for _ in tiles]
+        readers: list = []
+        for i, (stream, groups, shape, _, coded) in enumerate(tiles):
+            try:
+                sent = self._sent(shape, coded)
+                per_group = self.z_medians.shape[0] * (shape[0] // 4) * (shape[1] // 4)
+                per_group += int(self.gains.shape[1]) * int(sent.sum())
+                readers.append((StreamDecoder(stream, groups * per_group), sent))
+            except ContainerError as exc:
+                out[i], readers = exc, readers + [None]
+        for g in range(max((t[1] for t in tiles), default=0)):
+            live = [i for i, t in enumerate(tiles) if g < t[1] and not isinstance(out[i], ContainerError)]
+            z_hats = {}
+            for i in live:
+                h, w = tiles[i][2]
+                try:
+                    z_hats[i] = self._z_hat(readers[i][0].decode(self.z_table, self._z_indexes((h // 4, w // 4))))
+                except ContainerError as exc:
+                    out[i] = exc
+            params = dict(zip(z_hats, self.hyper_params_many(list(z_hats.values())), strict=True))
+            for i, p in params.items():
+                reader, sent = readers[i]
+                _, indexes, means_g, _, inv = self._y_params(z_hats[i], tiles[i][3], p)
+                y_sym = np.zeros(indexes.shape, dtype=np.int32)
+                try:
+                    y_sym[:, sent] = reader.decode(self.y_table, indexes[:, sent])
+                except ContainerError as exc:
+                    out[i] = exc
+                    continue
+                out[i].append((y_sym, means_g, inv))
+        return out
+
     def decode_tile(
         self, stream: bytes, groups: int, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None
     ) -> list[np.ndarray]:

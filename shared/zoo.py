@@ -56,6 +56,27 @@ def find(name: str = DEFAULT_MODEL) -> ModelFiles:
     return files
 
 
+def synthesis_variant(name: str, variant: str) -> Path:
+    """The weights of another ground synthesis for model ``name``'s containers (e.g. ``fast``):
+    ``<name>.<variant>.pt``, trained with that model's encoder frozen (``fool train --train-only
+    synthesis``), so it decodes the same bytes."""
+    path = models_dir() / f"{name}.{variant}.pt"
+    if not path.is_file():
+        known = ", ".join(synthesis_variants(name)) or "none"
+        raise ModelError(f"no synthesis {variant!r} for {name} in {models_dir()} (available: {known})")
+    return path
+
+
+def synthesis_variants(name: str) -> list[str]:
+    return sorted(p.name[len(name) + 1 : -3] for p in models_dir().glob(f"{name}.*.pt"))
+
+
+def split_variant(label: str) -> tuple[str, str | None]:
+    """``"fool-m2:fast"`` -> ``("fool-m2", "fast")``; a plain model name has no variant."""
+    name, _, variant = label.partition(":")
+    return name, variant or None
+
+
 def model_for(dtype: str) -> str:
     """The shipped model that serves a scene of this dtype when the user names none: 8-bit
     imagery and float bands (stretched by their own min/max) go to fool-m, deeper integer

@@ -92,6 +92,28 @@ def test_band_groups_in_one_stream_decode_as_each_group_alone(codec):
         codec.decode_tile(stream[:5], 3, (8, 12), code, coded)
 
 
+def test_tiles_decoded_together_match_each_decoded_alone(codec):
+    """decode_tiles_symbols (the ground's row-wise decode, hyper-synthesis batched across tiles)
+    gives each tile the values decode_tile_symbols gives it alone, for tiles of different
+    shapes, groups, qualities and masks; a bad stream fails only its own tile."""
+    coded = np.ones((8, 12), bool)
+    coded[:, 9:] = False
+    specs = [((8, 12), 1, 2.0, None), ((8, 12), 2, 5.5, coded), ((4, 8), 3, 1.0, None), ((8, 12), 2, 7.0, None)]
+    tiles = []
+    for k, (shape, groups, q, mask) in enumerate(specs):
+        code = quality_code(q, codec.levels)
+        stream = codec.encode_tile([_latents(codec, 40 + 3 * k + g, shape) for g in range(groups)], code, mask)
+        tiles.append((stream, groups, shape, code, mask))
+    tiles.insert(2, (tiles[1][0][:6], 2, (8, 12), tiles[1][3], coded))  # truncated
+    together = codec.decode_tiles_symbols(tiles)
+    assert isinstance(together[2], ContainerError)
+    for tile, got in zip(tiles[:2] + tiles[3:], together[:2] + together[3:], strict=True):
+        want = codec.decode_tile_symbols(*tile)
+        assert len(got) == len(want) == tile[1]
+        for a, b in zip(got, want, strict=True):
+            assert all(np.array_equal(x, y) and x.dtype == y.dtype for x, y in zip(a, b, strict=True))
+
+
 @pytest.mark.parametrize("groups", [1, 2])
 def test_garbage_tile_streams_never_crash(codec, groups):
     """Junk bytes either decode to latents of the right shape (the tile CRC rejects them

@@ -85,3 +85,45 @@ def test_onnx_cli_decode_imports_neither_torch_nor_compressai(cache, container, 
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
     with rasterio.open(out) as ds:
         assert (ds.width, ds.height, ds.count) == (530, 70, 4)
+
+
+@pytest.fixture(scope="module")
+def variant_models(tmp_path_factory):
+    """A models folder with fool-m and an untrained narrow synthesis variant of it, ``fast``:
+    a real variant file, released as `fool release --synthesis` releases one."""
+    import torch
+    from fool.shared.nn.codec import CodecConfig, FoolCodec
+    from fool.shared.nn.release import release_synthesis
+
+    folder = tmp_path_factory.mktemp("models")
+    files = zoo.find("fool-m")
+    for f in (files.weights, files.tables):
+        (folder / f.name).symlink_to(f)
+    shipped = torch.load(files.weights, weights_only=False)
+    config = CodecConfig.from_dict(shipped["config"] | {"last_stage": (16, 0)})
+    model = FoolCodec(config)
+    model.load_state_dict({k: v for k, v in shipped["model"].items() if not k.startswith(("g_s.2.", "g_s.3."))}, False)
+    state = {k: v for k, v in model.state_dict().items() if k.startswith("g_s.")}
+    state |= {k: v for k, v in shipped["model"].items() if not k.startswith("g_s.")}  # exactly as shipped
+    torch.save({"config": config.to_dict(), "model": state}, folder / "ckpt.pt")
+    release_synthesis(folder / "ckpt.pt", folder / "fool-m.pt", "fast", folder)
+    return folder
+
+
+def test_a_synthesis_variant_decodes_the_models_containers(variant_models, container, tmp_path, monkeypatch):
+    monkeypatch.setenv("FOOL_MODELS", str(variant_models))
+    monkeypatch.setenv("FOOL_CACHE", str(tmp_path / "cache"))
+    assert zoo.synthesis_variants("fool-m") == ["fast"]
+    images = {}
+    for runtime in ("torch", "onnx"):
+        decode_container(container, tmp_path / f"{runtime}.tif", runtime=runtime, variant="fast")
+        with rasterio.open(tmp_path / f"{runtime}.tif") as ds:
+            images[runtime] = ds.read().astype(int)
+    decode_container(container, tmp_path / "own.tif", runtime="torch")
+    with rasterio.open(tmp_path / "own.tif") as ds:
+        own = ds.read().astype(int)
+    assert np.abs(images["onnx"] - images["torch"]).max() <= 1
+    assert np.abs(images["torch"] - own).mean() > 1  # an untrained stage: another decoder indeed ran
+    with pytest.raises(ModelError, match="no synthesis 'slow'.*available: fast"):
+        decode_container(container, tmp_path / "x.tif", runtime="onnx", variant="slow")
+    assert not (tmp_path / "x.tif").exists()

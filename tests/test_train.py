@@ -273,3 +273,42 @@ def test_feature_loss_enters_the_loss_and_the_log(images, tmp_path, classifier_f
     assert error > 0
     # loss = mean(lambda x (255² MSE + weight x error) + bpp): without the term it could not be this large
     assert loss - bpp >= min(CodecConfig().lambdas) * weight * error * 0.999
+
+
+def test_synthesis_only_run_keeps_every_coded_byte_and_releases_as_a_variant(images, tmp_path):
+    """--train-only synthesis --last-stage: a new, narrower half-resolution stage learns while
+    every weight that decides the bytes stays the --init model's; release refuses a run whose
+    encoder moved."""
+    from fool.shared.nn.codec import FoolCodec, deepen_state
+    from fool.shared.nn.release import release, release_synthesis
+
+    plain = TrainOptions(data=[images], out=tmp_path / "base", steps=1, batch=2, crop=64)
+    base_ckpt = train(plain, log=lambda *_: None)
+    models = tmp_path / "models"
+    release(base_ckpt, "tiny", models)
+    fast = TrainOptions(
+        data=[images], out=tmp_path / "fast", steps=2, batch=2, crop=64, init=models / "tiny.pt",
+        train_only="synthesis", last_stage=(16, 1),
+    )  # fmt: skip
+    ckpt = train(fast, log=lambda *_: None)
+    base, model = FoolCodec.load(models / "tiny.pt"), FoolCodec.load(ckpt)
+    assert model.config.last_stage == (16, 1) and list(model.g_s[2][0].weight.shape)[:2] == [base.config.n_dec, 16]
+    before, after = base.state_dict(), model.state_dict()
+    coded = [k for k in before if not k.startswith("g_s.") and not k.endswith(("_cdf", "_offset", "_length"))]
+    assert coded and all(torch.equal(before[k], after[k]) for k in coded), "a weight that decides the bytes moved"
+    kept = deepen_state(before, 1)["g_s.1.0.weight"]  # the base decoder is flat; its second deconvolution
+    assert kept.shape == after["g_s.1.0.weight"].shape and not torch.equal(kept, after["g_s.1.0.weight"])
+
+    variant = release_synthesis(ckpt, models / "tiny.pt", "fast", models)
+    assert variant.name == "tiny.fast.pt"
+    y = torch.randn(1, base.config.m, 2, 2)
+    with torch.no_grad():
+        ours = FoolCodec.load_synthesis(variant).synthesise(y)
+        assert torch.allclose(ours, model.synthesise(y), atol=1e-2)  # weights stored in float16
+
+    moved = TrainOptions(data=[images], out=tmp_path / "moved", steps=1, batch=2, crop=64, init=models / "tiny.pt")
+    with pytest.raises(ModelError, match="codes other bytes"):
+        release_synthesis(train(moved, log=lambda *_: None), models / "tiny.pt", "fast", models)
+    alone = TrainOptions(data=[images], out=tmp_path / "alone", steps=0, crop=64, init=base_ckpt, last_stage=(16, 1))
+    with pytest.raises(ModelError, match="--train-only synthesis"):
+        train(alone, log=lambda *_: None)

@@ -74,8 +74,28 @@ options, is redone. Features carry per-tile validity (tile.valid) and list absen
     show_default=True,
     help="Synthesis runtime; onnx exports the model once into a cache ($FOOL_CACHE or ~/.cache/fool).",
 )
+@click.option(
+    "--synthesis",
+    "variant",
+    metavar="VARIANT",
+    help="Decode with a shipped synthesis variant of the container's model instead of its own: "
+    "fast (models/<model>.fast.pt, ~3x fewer multiply-adds, lower PSNR: models/README.md).",
+)
 def decode(
-    inputs, out, kind, workers, scheduler, cog, quicklook, stac, strict, threads, feature_model, skip_damaged, runtime
+    inputs,
+    out,
+    kind,
+    workers,
+    scheduler,
+    cog,
+    quicklook,
+    stac,
+    strict,
+    threads,
+    feature_model,
+    skip_damaged,
+    runtime,
+    variant,
 ) -> None:
     """Decode .fool containers into GeoTIFFs with the source's georeferencing.
 
@@ -98,11 +118,11 @@ def decode(
         batch_options = [f"--{name.replace('_', '-')}" for name in BATCH_ONLY if given[name]]
         if batch_options:
             raise InputError(f"{', '.join(batch_options)} need a batch: give -o FOLDER")
-        _decode_one(Path(inputs[0]), out, threads, skip_damaged and not strict, runtime)
+        _decode_one(Path(inputs[0]), out, threads, skip_damaged and not strict, runtime, variant)
         return
     if out is None:
         raise InputError("a batch needs -o FOLDER")
-    _decode_batch(inputs, out, given | {"strict": strict, "threads": threads, "runtime": runtime})
+    _decode_batch(inputs, out, given | {"strict": strict, "threads": threads, "runtime": runtime, "synthesis": variant})
 
 
 def _single_scene(inputs: tuple[str, ...], out: Path | None) -> bool:
@@ -112,11 +132,13 @@ def _single_scene(inputs: tuple[str, ...], out: Path | None) -> bool:
     return out is None or (not out.is_dir() and out.suffix != "")
 
 
-def _decode_one(src: Path, out: Path | None, threads: int | None, skip_damaged: bool, runtime: str = "onnx") -> None:
+def _decode_one(
+    src: Path, out: Path | None, threads: int | None, skip_damaged: bool, runtime: str = "onnx", variant=None
+) -> None:
     from fool.ground.decode import decode_container
 
     out = out or src.with_suffix(".decoded.tif")  # never the source scene's own name
-    r = decode_container(src, out, threads, skip_damaged, progress("decode"), runtime=runtime)
+    r = decode_container(src, out, threads, skip_damaged, progress("decode"), runtime=runtime, variant=variant)
     click.echo(f"{out}: {r.tiles} tiles in {r.seconds:.2f} s")
     if r.skipped:
         click.echo(f"note: {len(r.skipped)} tiles were not sent by the satellite (priority or budget)", err=True)

@@ -12,7 +12,11 @@ from fool.shared.geometry import DEFAULT_TILE
 @click.command("eval")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--model", "models", multiple=True, help="Shipped model(s) [default: the one(s) compress picks for the inputs]."
+    "--model",
+    "models",
+    multiple=True,
+    help="Shipped model(s); MODEL:VARIANT decodes MODEL's containers with a synthesis variant "
+    "(e.g. fool-m2:fast; coded once for all of a model's labels) [default: the one(s) compress picks].",
 )
 @click.option(
     "--codec",

@@ -58,10 +58,19 @@ import click
 )
 @click.option(
     "--train-only",
-    type=click.Choice(["all", "encoder"]),
+    type=click.Choice(["all", "encoder", "synthesis"]),
     default="all",
     show_default=True,
-    help="encoder: only the onboard analysis learns; the --init model's ground decoder stays as it is.",
+    help="encoder: only the onboard analysis learns; the --init model's ground decoder stays as it is. "
+    "synthesis: only the ground synthesis learns; every coded byte stays the --init model's.",
+)
+@click.option(
+    "--last-stage",
+    type=(click.IntRange(8, 512), click.IntRange(0, 8)),
+    default=None,
+    metavar="WIDTH BLOCKS",
+    help="With --train-only synthesis: a new half-resolution synthesis stage of this width and "
+    "residual blocks (a fast ground decoder).",
 )
 @click.option(
     "--low-levels",
@@ -103,6 +112,7 @@ def train(
     latent_ramp,
     enc_width,
     train_only,
+    last_stage,
     low_levels,
     feature_loss,
     feature_weight,
@@ -132,6 +142,7 @@ def train(
         latent_ramp=latent_ramp,
         enc_width=enc_width,
         train_only=train_only,
+        last_stage=last_stage,
         low_levels=low_levels,
         feature_loss=feature_loss,
         feature_weight=feature_weight,

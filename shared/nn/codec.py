@@ -42,6 +42,9 @@ class CodecConfig:
     #: hidden channels of the hyper-analysis (None: ``n_enc``, as every model before the
     #: narrowed analyses); kept when ``fool train --enc-width`` narrows the analysis
     n_hyper: int | None = None
+    #: (width, residual blocks) of the half-resolution synthesis stage when it is narrower than
+    #: the others (a fast ground synthesis); None: ``n_dec`` and ``dec_blocks`` like the others
+    last_stage: tuple[int, int] | None = None
     lambdas: tuple[float, ...] = field(default=DEFAULT_LAMBDAS)
 
     def to_dict(self) -> dict:
@@ -59,6 +62,8 @@ class CodecConfig:
                 "(docs/experiments.md); use a model without it"
             )
         d["lambdas"] = tuple(d["lambdas"])
+        if d.get("last_stage") is not None:
+            d["last_stage"] = tuple(d["last_stage"])
         return cls(**d)
 
 
@@ -98,7 +103,7 @@ class FoolCodec(nn.Module):
         self.g_a = analysis(c.channels, c.n_enc, c.m)
         self.h_a = hyper_analysis(c.m, c.n_hyper or c.n_enc, c.nz)
         self.h_s = hyper_synthesis(c.nz, c.n_dec, c.m)
-        self.g_s = synthesis(c.channels, c.n_dec, c.m, c.dec_blocks)
+        self.g_s = synthesis(c.channels, c.n_dec, c.m, c.dec_blocks, c.last_stage)
         levels = len(c.lambdas)
         init = torch.linspace(-1.5, 1.5, levels)[:, None].repeat(1, c.m)
         self.log_gain = nn.Parameter(init.clone())
@@ -120,6 +125,20 @@ class FoolCodec(nn.Module):
             "train_seconds": state.get("train_seconds"),
             "lineage": state.get("lineage", []),
         }
+        model.source = Path(path)
+        return model.eval()
+
+    @classmethod
+    def load_synthesis(cls, path) -> FoolCodec:
+        """A model whose ground synthesis is the variant in ``path`` (``fool release
+        --synthesis``); only :meth:`synthesise` is meant to be used: the other parts are
+        untrained, as the variant file carries the synthesis alone."""
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if "synthesis" not in state:
+            raise ModelError(f"{path} is not a synthesis variant (no 'synthesis' weights)")
+        model = cls(CodecConfig.from_dict(state["config"]))
+        model.g_s.load_state_dict({k: v.float() for k, v in state["synthesis"].items()})
+        model.trained = {"step": state.get("step"), "train_seconds": state.get("train_seconds"), "lineage": []}
         model.source = Path(path)
         return model.eval()
 

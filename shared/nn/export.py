@@ -150,20 +150,30 @@ def export_flight(files: ModelFiles, out_dir: Path, int8_calibration: np.ndarray
     return manifest
 
 
-def export_synthesis(files: ModelFiles, out_dir: Path) -> dict:
+def export_synthesis(files: ModelFiles, out_dir: Path, variant: Path | None = None) -> dict:
     """Write ``synthesis.onnx`` (y_hat -> x_hat in [0, 1]) and ``synthesis.json`` into ``out_dir``
     for the ground's ONNX Runtime synthesis. The manifest names the weights' SHA-256, so the
-    ground uses an export only for the model a container was coded with."""
+    ground uses an export only for the model a container was coded with; with ``variant`` (a
+    ``<name>.<variant>.pt`` of :func:`shared.nn.release.release_synthesis`) it exports that
+    synthesis instead, and names the variant file's SHA-256 too."""
+    from fool.shared.errors import ModelError
     from fool.shared.latent_codec import file_sha256
     from fool.shared.nn.codec import FoolCodec
 
-    model = FoolCodec.load(files.weights)
+    weights_sha256 = file_sha256(files.weights)
+    if variant is None:
+        model = FoolCodec.load(files.weights)
+    else:
+        base = torch.load(variant, map_location="cpu", weights_only=False).get("base", {})
+        if base.get("weights_sha256") != weights_sha256:
+            raise ModelError(f"{variant} is a synthesis for other weights than {files.weights}")
+        model = FoolCodec.load_synthesis(variant)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "synthesis.onnx"
     _export(SynthesisGraph(model).eval(), torch.zeros(1, model.config.m, 8, 8), onnx_path, ["y"], ["x_hat"])
     manifest = {
         "model_name": files.name,
-        "weights_sha256": file_sha256(files.weights),
+        "weights_sha256": weights_sha256,
         "opset": OPSET,
         "export_version": SYNTHESIS_EXPORT_VERSION,
         "synthesis": onnx_path.name,
@@ -171,5 +181,7 @@ def export_synthesis(files: ModelFiles, out_dir: Path) -> dict:
         "input": {"name": "y", "layout": "NCHW", "dtype": "float32", "channels": model.config.m},
         "output": {"name": "x_hat", "layout": "NCHW", "range": [0.0, 1.0], "scale": 16},
     }
+    if variant is not None:
+        manifest |= {"variant": variant.name, "variant_sha256": file_sha256(variant)}
     (out_dir / "synthesis.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest

@@ -66,20 +66,24 @@ class ResidualBottleneck(nn.Module):
         return x + self.body(x)
 
 
-def synthesis(out_ch: int, n: int, m: int, blocks: int = 0) -> nn.Sequential:
+def synthesis(out_ch: int, n: int, m: int, blocks: int = 0, last_stage: tuple[int, int] | None = None) -> nn.Sequential:
     """Ground decoder: mirror of :func:`analysis`, deeper because the ground has compute.
 
     ``blocks`` residual bottlenecks follow each of the three inner upsampling stages;
     :func:`shared.nn.codec.deepen_state` maps a plain decoder's weights into this layout.
+    ``last_stage`` = (width, blocks) of the half-resolution stage when it differs from the
+    others: that stage does three quarters of the multiply-adds, so narrowing it alone is what
+    makes a fast ground synthesis (``fool train --train-only synthesis --last-stage``).
     """
 
-    def stage(in_ch: int) -> list[nn.Module]:
-        return [deconv(in_ch, n), GDN(n, inverse=True), *(ResidualBottleneck(n) for _ in range(blocks))]
+    def stage(in_ch: int, width: int, k: int) -> list[nn.Module]:
+        return [deconv(in_ch, width), GDN(width, inverse=True), *(ResidualBottleneck(width) for _ in range(k))]
 
-    stages = [stage(m), stage(n), stage(n)]
-    if blocks == 0:  # flat, the layout the first models were trained and shipped with
+    width, k = last_stage if last_stage is not None else (n, blocks)
+    stages = [stage(m, n, blocks), stage(n, n, blocks), stage(n, width, k)]
+    if blocks == 0 and last_stage is None:  # flat, the layout the first models were trained and shipped with
         return nn.Sequential(*(layer for s in stages for layer in s), deconv(n, out_ch))
-    return nn.Sequential(*(nn.Sequential(*s) for s in stages), deconv(n, out_ch))
+    return nn.Sequential(*(nn.Sequential(*s) for s in stages), deconv(width, out_ch))
 
 
 def hyper_analysis(m: int, n: int, nz: int) -> nn.Sequential:

@@ -88,3 +88,36 @@ def release(checkpoint: Path, name: str, out_dir: Path, extra_meta: dict | None 
     np.savez_compressed(tmp, **table_arrays(model, meta))
     os.replace(tmp, out_dir / f"{name}.npz")
     return LatentCodec.load(out_dir / f"{name}.npz")
+
+
+def release_synthesis(checkpoint: Path, base: Path, variant: str, out_dir: Path) -> Path:
+    """Write ``<base name>.<variant>.pt``: the synthesis of ``checkpoint`` as another ground
+    decoder for ``base``'s containers. Refused unless every other weight of the checkpoint is
+    ``base``'s as shipped, i.e. it codes the same bytes (``fool train --train-only synthesis``)."""
+    from fool.shared.errors import ModelError
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    shipped = torch.load(base, map_location="cpu", weights_only=False)
+    model = state["model"]
+    moved = [
+        k
+        for k, v in shipped["model"].items()
+        if not k.startswith("g_s.") and (k not in model or not torch.equal(_stored(k, model[k]), v))
+    ]
+    if moved:
+        raise ModelError(f"{checkpoint} codes other bytes than {base}: {len(moved)} weights differ ({moved[0]}, ...)")
+    synthesis = {k[len("g_s.") :]: _stored(k, v) for k, v in model.items() if k.startswith("g_s.")}
+    out = out_dir / f"{base.stem}.{variant}.pt"
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.save(
+        {
+            "config": state["config"],
+            "synthesis": synthesis,
+            "base": {"name": base.stem, "weights_sha256": file_sha256(base)},
+            "step": state.get("step"),
+            "train_seconds": state.get("train_seconds"),
+        },
+        tmp,
+    )
+    os.replace(tmp, out)
+    return out
