@@ -270,7 +270,7 @@ def _start_run(opts: TrainOptions, ckpt_path: Path, source: CropSource, device, 
     if opts.last_stage is not None:
         if init_model is None or opts.train_only != "synthesis":
             raise ModelError("--last-stage replaces a stage of an --init model's synthesis: use --train-only synthesis")
-        config = dataclasses.replace(config, last_stage=tuple(opts.last_stage))
+        config = dataclasses.replace(config, last_stage=(int(opts.last_stage[0]), int(opts.last_stage[1])))
     if opts.low_levels:
         if init_model is None:
             raise ModelError("--low-levels needs --init: it extends that model's quality range")

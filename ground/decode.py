@@ -6,7 +6,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -340,6 +340,7 @@ def decode_container(
             env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True, GDAL_CACHEMAX=GDAL_CACHE_MB)
             workers = getattr(synthesis, "parallel", 1)
             pool = ThreadPoolExecutor(workers) if workers > 1 else None
+            submit = pool.submit if pool is not None else _run_now
             with env, single_blas_thread(), _open_output(tmp, scene) as out:
                 order = sorted(source.entries)
                 for start in range(0, len(order), RENDER_BATCH):
@@ -350,9 +351,9 @@ def decode_container(
                         if latents is not None:
                             tile = scene.grid.tile(row, col)
                             job = (tile, latents, scene, synthesis, source.neighbours(row, col))
-                            jobs.append((tile, latents, pool.submit(render_tile, *job) if pool else render_tile(*job)))
+                            jobs.append((tile, latents, submit(render_tile, *job)))
                     for tile, latents, values in jobs:  # written in order, as they were before
-                        _write_tile(out, scene, tile, values.result() if pool else values, latents.valid)
+                        _write_tile(out, scene, tile, values.result(), latents.valid)
                     if progress:
                         progress(min(start + RENDER_BATCH, len(order)), len(order))
                 _fill_missing(out, scene, set(source.entries) - set(source.failed))
@@ -366,6 +367,13 @@ def decode_container(
     skipped = [(e.row, e.col) for e in container.tiles if e.mode == MODE_SKIPPED]
     lost = [(e.row, e.col) for e in container.tiles if e.mode == MODE_LOST]
     return DecodeReport(dst, len(source.entries), time.perf_counter() - start, source.failed, skipped, lost)
+
+
+def _run_now(fn: Callable[..., np.ndarray], *args) -> Future:
+    """``fn(*args)`` run here, as the future a thread pool's submit would return."""
+    done: Future = Future()
+    done.set_result(fn(*args))
+    return done
 
 
 def _fill_missing(out, scene: SceneHeader, present: set[tuple[int, int]]) -> None:

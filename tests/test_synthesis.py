@@ -127,3 +127,13 @@ def test_a_synthesis_variant_decodes_the_models_containers(variant_models, conta
     with pytest.raises(ModelError, match="no synthesis 'slow'.*available: fast"):
         decode_container(container, tmp_path / "x.tif", runtime="onnx", variant="slow")
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_variant_labels_name_a_model_and_its_synthesis():
+    from fool.evaluate import model_default_quality
+
+    assert zoo.split_variant("fool-m2:fast") == ("fool-m2", "fast")
+    assert zoo.split_variant("fool-m2") == ("fool-m2", None)
+    assert model_default_quality("fool-m2:fast") == model_default_quality("fool-m2")
+    with pytest.raises(ModelError, match="no synthesis 'x' for fool-m"):
+        zoo.synthesis_variant("fool-m", "x")
