@@ -112,13 +112,6 @@ def decode_intra(entry: TileEntry, payload: bytes, scene: SceneHeader) -> TileLa
     return TileLatents(None, valid, values)
 
 
-def decode_tile(entry: TileEntry, payload: bytes, scene: SceneHeader, codec) -> TileLatents:
-    """Either half-decoded form of a tile: latents (learned) or raw values (intra)."""
-    if entry.mode == MODE_INTRA:
-        return decode_intra(entry, payload, scene)
-    return decode_latents(entry, payload, scene, codec)
-
-
 def latent_canvas(own: np.ndarray, neighbours: dict[tuple[int, int], np.ndarray | None], k: int):
     """A tile's latents widened by ``k`` latent pixels of each neighbour that arrived.
 
