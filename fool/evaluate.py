@@ -221,31 +221,29 @@ def eval_ours(
     syntheses = synthesis if isinstance(synthesis, dict) else {label or model: synthesis}
     with tempfile.TemporaryDirectory() as tmp:
         fool, out = Path(tmp) / "x.fool", Path(tmp) / "x.tif"
-        for q, (name, synth) in ((q, item) for q in qualities for item in syntheses.items()):
-            if name == next(iter(syntheses)):
-                r = compress_scene(
-                    path, fool, model=model, quality=q, tile_size=tile_size, engine=engine, **compress_opts
+        for q in qualities:
+            r = compress_scene(path, fool, model=model, quality=q, tile_size=tile_size, engine=engine, **compress_opts)
+            for name, synth in syntheses.items():
+                t1 = time.perf_counter()
+                decode_container(fool, out, synthesis=synth)
+                t2 = time.perf_counter()
+                with rasterio.open(out) as ds:
+                    rec = ds.read()
+                points.append(
+                    Point(
+                        name,
+                        q,
+                        str(path),
+                        8 * r.bytes / r.pixels,
+                        psnr(img, rec, peak),
+                        msssim(img, rec, peak),
+                        r.seconds,
+                        t2 - t1,
+                        r.pixels,
+                        8 * r.payload_bytes / r.pixels,
+                        dict(r.modes),
+                    )
                 )
-            t1 = time.perf_counter()
-            decode_container(fool, out, synthesis=synth)
-            t2 = time.perf_counter()
-            with rasterio.open(out) as ds:
-                rec = ds.read()
-            points.append(
-                Point(
-                    name,
-                    q,
-                    str(path),
-                    8 * r.bytes / r.pixels,
-                    psnr(img, rec, peak),
-                    msssim(img, rec, peak),
-                    r.seconds,
-                    t2 - t1,
-                    r.pixels,
-                    8 * r.payload_bytes / r.pixels,
-                    dict(r.modes),
-                )
-            )
     return points
 
 

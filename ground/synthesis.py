@@ -61,11 +61,7 @@ class TorchSynthesis:
         if variant is None:
             self.model = FoolCodec.load(files.weights)
         else:
-            path = synthesis_variant(name, variant)
-            base = torch.load(path, map_location="cpu", weights_only=False).get("base", {})
-            if base.get("weights_sha256") != self.codec.weights_sha256:
-                raise ModelError(f"{path} is a synthesis for other weights than the installed {name}")
-            self.model = FoolCodec.load_synthesis(path)
+            self.model = FoolCodec.load_synthesis(synthesis_variant(name, variant), self.codec.weights_sha256)
         if threads:
             torch.set_num_threads(threads)
         self._torch = torch

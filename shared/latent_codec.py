@@ -238,11 +238,21 @@ class LatentCodec:
             raise ContainerError(f"coded-latent mask {sent.shape} does not match the latent shape {latent_shape}")
         return sent
 
-    def _decode_group(self, read, latent_shape: tuple[int, int], code: int, sent: np.ndarray):
-        """Symbols of one band group, read run by run as :meth:`_chunks` wrote them."""
+    def _tile_reader(self, stream: bytes, groups: int, latent_shape: tuple[int, int], coded: np.ndarray | None):
+        """-> (the stream's reader, bounded by the symbols its latents can hold; the sent latents)."""
+        sent = self._sent(latent_shape, coded)
         h, w = latent_shape
-        z_sym = read(self.z_table, self._z_indexes((h // 4, w // 4)))
-        _, indexes, means_g, _, inv = self._y_params(self._z_hat(z_sym), code)
+        per_group = self.z_medians.shape[0] * (h // 4) * (w // 4) + int(self.gains.shape[1]) * int(sent.sum())
+        return StreamDecoder(stream, groups * per_group), sent
+
+    def _read_z_hat(self, read, latent_shape: tuple[int, int]) -> np.ndarray:
+        """A band group's first run: its hyper-latent."""
+        h, w = latent_shape
+        return self._z_hat(read(self.z_table, self._z_indexes((h // 4, w // 4))))
+
+    def _read_y(self, read, z_hat: np.ndarray, code: int, sent: np.ndarray, params=None):
+        """A band group's second run, whose CDF indexes need the hyper-latent's output ``params``."""
+        _, indexes, means_g, _, inv = self._y_params(z_hat, code, params)
         y_sym = np.zeros(indexes.shape, dtype=np.int32)
         y_sym[:, sent] = read(self.y_table, indexes[:, sent])
         return y_sym, means_g, inv
@@ -250,12 +260,11 @@ class LatentCodec:
     def decode_tile_symbols(
         self, stream: bytes, groups: int, latent_shape: tuple[int, int], code: int, coded: np.ndarray | None = None
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """One tile's stream -> per group (y symbols, means * gain, inverse gain): the bit-exact part."""
-        sent = self._sent(latent_shape, coded)
-        h, w = latent_shape
-        per_group = self.z_medians.shape[0] * (h // 4) * (w // 4) + int(self.gains.shape[1]) * int(sent.sum())
-        reader = StreamDecoder(stream, groups * per_group)
-        return [self._decode_group(reader.decode, latent_shape, code, sent) for _ in range(groups)]
+        """One tile's stream -> per group (y symbols, means * gain, inverse gain): the bit-exact
+        part, read run by run as :meth:`_chunks` wrote them."""
+        reader, sent = self._tile_reader(stream, groups, latent_shape, coded)
+        read = reader.decode
+        return [self._read_y(read, self._read_z_hat(read, latent_shape), code, sent) for _ in range(groups)]
 
     def decode_tiles_symbols(
         self, tiles: list[tuple[bytes, int, tuple[int, int], int, np.ndarray | None]]
@@ -267,35 +276,26 @@ class LatentCodec:
         those of one tile at a time. A tile whose stream is bad gets its ContainerError in
         its place; the others decode."""
         out: list = [[] for _ in tiles]
-        readers: list = []
+        readers: list = [None] * len(tiles)
         for i, (stream, groups, shape, _, coded) in enumerate(tiles):
             try:
-                sent = self._sent(shape, coded)
-                per_group = self.z_medians.shape[0] * (shape[0] // 4) * (shape[1] // 4)
-                per_group += int(self.gains.shape[1]) * int(sent.sum())
-                readers.append((StreamDecoder(stream, groups * per_group), sent))
+                readers[i] = self._tile_reader(stream, groups, shape, coded)
             except ContainerError as exc:
-                out[i], readers = exc, readers + [None]
+                out[i] = exc
         for g in range(max((t[1] for t in tiles), default=0)):
-            live = [i for i, t in enumerate(tiles) if g < t[1] and not isinstance(out[i], ContainerError)]
             z_hats = {}
-            for i in live:
-                h, w = tiles[i][2]
-                try:
-                    z_hats[i] = self._z_hat(readers[i][0].decode(self.z_table, self._z_indexes((h // 4, w // 4))))
-                except ContainerError as exc:
-                    out[i] = exc
-            params = dict(zip(z_hats, self.hyper_params_many(list(z_hats.values())), strict=True))
-            for i, p in params.items():
+            for i, (_, groups, shape, _, _) in enumerate(tiles):
+                if g < groups and not isinstance(out[i], ContainerError):
+                    try:
+                        z_hats[i] = self._read_z_hat(readers[i][0].decode, shape)
+                    except ContainerError as exc:
+                        out[i] = exc
+            for i, params in zip(z_hats, self.hyper_params_many(list(z_hats.values())), strict=True):
                 reader, sent = readers[i]
-                _, indexes, means_g, _, inv = self._y_params(z_hats[i], tiles[i][3], p)
-                y_sym = np.zeros(indexes.shape, dtype=np.int32)
                 try:
-                    y_sym[:, sent] = reader.decode(self.y_table, indexes[:, sent])
+                    out[i].append(self._read_y(reader.decode, z_hats[i], tiles[i][3], sent, params))
                 except ContainerError as exc:
                     out[i] = exc
-                    continue
-                out[i].append((y_sym, means_g, inv))
         return out
 
     def decode_tile(

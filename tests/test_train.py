@@ -279,6 +279,7 @@ def test_synthesis_only_run_keeps_every_coded_byte_and_releases_as_a_variant(ima
     """--train-only synthesis --last-stage: a new, narrower half-resolution stage learns while
     every weight that decides the bytes stays the --init model's; release refuses a run whose
     encoder moved."""
+    from fool.shared.latent_codec import file_sha256
     from fool.shared.nn.codec import FoolCodec, deepen_state
     from fool.shared.nn.release import release, release_synthesis
 
@@ -303,7 +304,7 @@ def test_synthesis_only_run_keeps_every_coded_byte_and_releases_as_a_variant(ima
     assert variant.name == "tiny.fast.pt"
     y = torch.randn(1, base.config.m, 2, 2)
     with torch.no_grad():
-        ours = FoolCodec.load_synthesis(variant).synthesise(y)
+        ours = FoolCodec.load_synthesis(variant, file_sha256(models / "tiny.pt")).synthesise(y)
         assert torch.allclose(ours, model.synthesise(y), atol=1e-2)  # weights stored in float16
 
     moved = TrainOptions(data=[images], out=tmp_path / "moved", steps=1, batch=2, crop=64, init=models / "tiny.pt")

@@ -129,13 +129,16 @@ class FoolCodec(nn.Module):
         return model.eval()
 
     @classmethod
-    def load_synthesis(cls, path) -> FoolCodec:
+    def load_synthesis(cls, path, weights_sha256: str) -> FoolCodec:
         """A model whose ground synthesis is the variant in ``path`` (``fool release
-        --synthesis``); only :meth:`synthesise` is meant to be used: the other parts are
-        untrained, as the variant file carries the synthesis alone."""
+        --synthesis``) made for the weights of hash ``weights_sha256`` (ModelError otherwise);
+        only :meth:`synthesise` is meant to be used: the other parts are untrained, as the
+        variant file carries the synthesis alone."""
         state = torch.load(path, map_location="cpu", weights_only=False)
         if "synthesis" not in state:
             raise ModelError(f"{path} is not a synthesis variant (no 'synthesis' weights)")
+        if state.get("base", {}).get("weights_sha256") != weights_sha256:
+            raise ModelError(f"{path} is a synthesis for other weights than {weights_sha256[:16]}")
         model = cls(CodecConfig.from_dict(state["config"]))
         model.g_s.load_state_dict({k: v.float() for k, v in state["synthesis"].items()})
         model.trained = {"step": state.get("step"), "train_seconds": state.get("train_seconds"), "lineage": []}

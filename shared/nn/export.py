@@ -156,7 +156,6 @@ def export_synthesis(files: ModelFiles, out_dir: Path, variant: Path | None = No
     ground uses an export only for the model a container was coded with; with ``variant`` (a
     ``<name>.<variant>.pt`` of :func:`shared.nn.release.release_synthesis`) it exports that
     synthesis instead, and names the variant file's SHA-256 too."""
-    from fool.shared.errors import ModelError
     from fool.shared.latent_codec import file_sha256
     from fool.shared.nn.codec import FoolCodec
 
@@ -164,10 +163,7 @@ def export_synthesis(files: ModelFiles, out_dir: Path, variant: Path | None = No
     if variant is None:
         model = FoolCodec.load(files.weights)
     else:
-        base = torch.load(variant, map_location="cpu", weights_only=False).get("base", {})
-        if base.get("weights_sha256") != weights_sha256:
-            raise ModelError(f"{variant} is a synthesis for other weights than {files.weights}")
-        model = FoolCodec.load_synthesis(variant)
+        model = FoolCodec.load_synthesis(variant, weights_sha256)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / "synthesis.onnx"
     _export(SynthesisGraph(model).eval(), torch.zeros(1, model.config.m, 8, 8), onnx_path, ["y"], ["x_hat"])
