@@ -336,9 +336,9 @@ def decode_container(
             submit = pool.submit if pool is not None else _run_now
             with env, single_blas_thread(), _open_output(tmp, scene) as out:
                 order = sorted(source.entries)
-                for start in range(0, len(order), RENDER_BATCH):
+                for first in range(0, len(order), RENDER_BATCH):
                     jobs = []
-                    for row, col in order[start : start + RENDER_BATCH]:
+                    for row, col in order[first : first + RENDER_BATCH]:
                         source.forget_above(row)
                         latents = source.at((row, col))
                         if latents is not None:
@@ -348,7 +348,7 @@ def decode_container(
                     for tile, latents, values in jobs:  # written in order, as they were before
                         _write_tile(out, scene, tile, values.result(), latents.valid)
                     if progress:
-                        progress(min(start + RENDER_BATCH, len(order)), len(order))
+                        progress(min(first + RENDER_BATCH, len(order)), len(order))
                 _fill_missing(out, scene, set(source.entries) - set(source.failed))
             if pool is not None:
                 pool.shutdown()

@@ -137,3 +137,11 @@ def test_variant_labels_name_a_model_and_its_synthesis():
     assert model_default_quality("fool-m2:fast") == model_default_quality("fool-m2")
     with pytest.raises(ModelError, match="no synthesis 'x' for fool-m"):
         zoo.synthesis_variant("fool-m", "x")
+
+
+def test_decode_reports_its_own_wall_time(container, tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    report = decode_container(container, tmp_path / "t.tif", runtime="torch")
+    assert 0 < report.seconds <= time.perf_counter() - t0
