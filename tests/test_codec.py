@@ -243,6 +243,39 @@ def test_integer_hyper_synthesis_is_exact_under_threads_and_layout(codec, tmp_pa
         assert out.stdout.strip() == want, f"{threads} threads"
 
 
+def _int64_conv3x3(a: np.ndarray, layer: intnet.IntConv) -> np.ndarray:
+    """One integer layer in int64 (channels-last in and out), bias added, nothing rescaled."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    b, h, w, c = a.shape
+    padded = np.pad(a.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = sliding_window_view(padded, (3, 3), axis=(1, 2)).reshape(b * h * w, c * 9)  # (in, kh, kw)
+    return (cols @ layer.weight.astype(np.int64).T + layer.bias.astype(np.int64)).reshape(b, h, w, -1)
+
+
+@pytest.mark.parametrize("top", [0, 1, 127, 128, 2**14 - 1, 2**14, 2**20 + 3, 2**30])
+def test_digit_kernel_is_the_exact_integer_sum(top):
+    """The 8-bit GEMM kernel gives the exact integer sum of a layer for any activation size
+    and sign, extreme 12-bit weights included (the digits that could saturate a 16-bit pair
+    sum if they were wider), as the float64 BLAS product does where that is exact."""
+    rng = np.random.default_rng(top)
+    c, out = 24, 40
+    weight = rng.integers(-2047, 2048, (out, c * 9)).astype(np.float64)
+    weight[0], weight[1] = 2047.0, -2047.0  # all-extreme rows
+    bias = rng.integers(-(2**20), 2**20, out).astype(np.float64)
+    layer = intnet.IntConv(weight, bias, np.zeros(out, np.int64), True, 1)
+    a = rng.integers(-top, top + 1, (3, 5, 6, c)).astype(np.float64)
+    a[0, 0, 0] = top  # the largest digit in every position of one pixel
+    a[1, 2] = -top
+    want = _int64_conv3x3(a, layer)
+    got = intnet._conv3x3_digits(a, layer)
+    assert got.dtype == np.float64 and np.array_equal(got, want.astype(np.float64))
+    assert np.array_equal(intnet._conv3x3_blas(a, layer), got)
+    assert np.array_equal(intnet._conv3x3(a, layer), got)  # whichever kernel this CPU picks
+    positive = np.abs(a)
+    assert np.array_equal(intnet._conv3x3_digits(positive, layer), _int64_conv3x3(positive, layer).astype(np.float64))
+
+
 def test_integer_hyper_synthesis_tracks_float_network():
     torch = pytest.importorskip("torch")
     from fool.shared.nn.codec import FoolCodec
