@@ -11,11 +11,12 @@ explicit rounding. Both the onboard encoder and the ground decoder call :func:`h
 The products run on ONNX Runtime's 8-bit integer GEMM (``MatMulInteger``, int32 sums), which
 is exact by definition: weights are split into two signed 7-bit digits, activations into
 unsigned 7-bit digits (as many as their largest value needs, negative values apart), and the
-digit products are recombined in int64. Digits this small cannot saturate any of MLAS's
-kernels (AVX2's pairwise 16-bit sums included), so the result is the exact integer sum on
-every CPU. Where the CPU has 8-bit dot products (VNNI, AMX) this runs 2-3x faster than
-float64 BLAS products of the same integers (:func:`_conv3x3_blas`, exact below 2**53), which
-stay the kernel elsewhere; both give the same values, so the choice changes no bit.
+digit products are summed per power of two in int32, then scaled and added in float64.
+Digits this small cannot saturate any of MLAS's kernels (AVX2's pairwise 16-bit sums
+included), so the result is the exact integer sum on every CPU. Where the CPU has 8-bit dot
+products (VNNI, AMX) this runs 2-3x faster than float64 BLAS products of the same integers
+(:func:`_conv3x3_blas`, exact below 2**53), which stay the kernel elsewhere; both give the
+same values, so the choice changes no bit.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def quantise_conv(weight: np.ndarray, bias: np.ndarray, relu: bool, shuffle: int
 
 def _conv3x3_blas(a: np.ndarray, layer: IntConv) -> np.ndarray:
     """3x3 'same' convolution of channels-last (B, H, W, C) integers -> (B, H, W, out), as
-    float64 BLAS products: exact while every partial sum stays below 2**53. The reference
-    :func:`_conv3x3` is tested against."""
+    float64 BLAS products: exact while every partial sum stays below 2**53, and there the same
+    values as :func:`_conv3x3_digits`."""
     b, h, w, c = a.shape
     padded = np.zeros((b, h + 2, w + 2, c), np.float64)
     padded[:, 1:-1, 1:-1] = a
@@ -79,6 +80,8 @@ class _DigitProducts:
 
         out = layer.weight.shape[0]
         c = layer.weight.shape[1] // 9
+        if 4 * 9 * c * 127 * 64 >= 2**31:  # the int32 sums of :func:`_conv3x3_digits` must not wrap
+            raise ValueError(f"an integer layer of {c} input channels is too wide for the digit kernel")
         w = layer.weight.reshape(out, c, 3, 3).transpose(0, 2, 3, 1).reshape(out, 9 * c).astype(np.int64)
         lo = (w + 64) % 128 - 64
         hi = (w - lo) // 128
@@ -135,7 +138,8 @@ def _conv3x3_digits(a: np.ndarray, layer: IntConv) -> np.ndarray:
     """3x3 'same' convolution of channels-last (B, H, W, C) integers -> (B, H, W, out), float64,
     on the 8-bit GEMM.
 
-    The digit products (int32, each below 2**23) are summed in int32 per power of two, then
+    The digit products (int32, each below 9 C * 127 * 64, 2**23 for C = 96; at most four share
+    a power of two, so their int32 sum cannot wrap) are summed in int32 per power of two, then
     scaled and added in float64 in a fixed order: the exact integer sum while it stays below
     2**53 (where :func:`_conv3x3_blas` is exact too), and the same value on every machine
     beyond. No value depends on the layout, batch size or CPU, so batching the band groups
