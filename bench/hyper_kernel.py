@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -61,29 +62,32 @@ def main() -> None:
     rng = np.random.default_rng(0)
     nz = codec.z_medians.shape[0]
     z = (np.rint(rng.laplace(0, 2, (16, nz, 2, 2))) + codec.z_medians[:, None, None]).astype(np.float32)
-    alone: dict[str, list[float]] = {k: [] for k in kernels}
-    whole: dict[str, list[float]] = {k: [] for k in kernels}
-    sizes: dict[str, int] = {}
-    with single_blas_thread():
+    try:
+        alone: dict[str, list[float]] = {k: [] for k in kernels}
+        whole: dict[str, list[float]] = {k: [] for k in kernels}
+        sizes: dict[str, int] = {}
+        with single_blas_thread():
+            for _ in range(args.repeat):
+                for name, kernel in kernels.items():
+                    intnet._conv3x3 = kernel
+                    intnet.hyper_params(z, codec.hyper)
+                    t0 = time.perf_counter()
+                    for _ in range(20):
+                        intnet.hyper_params(z, codec.hyper)
+                    alone[name].append((time.perf_counter() - t0) / 20)
         for _ in range(args.repeat):
             for name, kernel in kernels.items():
                 intnet._conv3x3 = kernel
-                intnet.hyper_params(z, codec.hyper)
+                out = work / f"{name}.fool"
                 t0 = time.perf_counter()
-                for _ in range(20):
-                    intnet.hyper_params(z, codec.hyper)
-                alone[name].append((time.perf_counter() - t0) / 20)
-    for _ in range(args.repeat):
-        for name, kernel in kernels.items():
-            intnet._conv3x3 = kernel
-            out = work / f"{name}.fool"
-            t0 = time.perf_counter()
-            compress_scene(scene, out, CompressOptions(runtime="onnx", flight_dir=flight))
-            whole[name].append(time.perf_counter() - t0)
-            sizes[name] = out.stat().st_size
-            if name != "int8" and out.read_bytes() != (work / "int8.fool").read_bytes():
-                raise SystemExit("the kernels wrote different containers")
-    intnet._conv3x3 = dispatch
+                compress_scene(scene, out, CompressOptions(runtime="onnx", flight_dir=flight))
+                whole[name].append(time.perf_counter() - t0)
+                sizes[name] = out.stat().st_size
+                if name != "int8" and out.read_bytes() != (work / "int8.fool").read_bytes():
+                    raise SystemExit("the kernels wrote different containers")
+    finally:
+        intnet._conv3x3 = dispatch
+        shutil.rmtree(work, ignore_errors=True)
     result = {
         "scene": f"{args.size}x{args.size} 4-band NAIP mosaic",
         "repeat": args.repeat,

@@ -2,13 +2,15 @@
 
     python bench/tile_edges.py [--model fool-m2] [--images 42] [--quality 2 --quality 6 --quality 10]
 
-Every 256-px UC Merced ``dev`` image is coded as the container codes it, in four 128-px tiles
-(``FoolCodec.compress`` / ``decompress``: the real rANS streams and integer hyper-synthesis),
+Every 256-px UC Merced ``dev`` image is coded in four 128-px tiles through the codec's
+bitstream path (``FoolCodec.compress`` / ``decompress``: the torch analysis, then the real
+integer hyper-synthesis and rANS streams, as a container tile holds them),
 and the squared error of the reassembled image is binned by each pixel's distance to the
 nearest *inner* tile border (the image's own border is a border for any codec). Ground-side
 inter-tile context changes no byte, so all it can win is the error excess of the pixels near
 inner borders: the "bound" line is the PSNR the images would have if every pixel within
-``--band`` px of an inner border had the error of the pixels farther away.
+``--band`` px of an inner border had the error of the pixels farther away. PSNRs are of the
+squared error pooled over all images (not means of per-image PSNRs).
 
 Results: a table on stdout and JSON in bench/results/tile_edges.json.
 """
@@ -54,7 +56,7 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     model = FoolCodec.load(zoo.find(args.model).weights)
     files = sorted((args.data / "ucmerced" / "dev").glob("*/*"))
-    files = [f for f in files if Image.open(f).size == (2 * TILE, 2 * TILE)][::5][: args.images]
+    files = [f for f in files if _size(f) == (2 * TILE, 2 * TILE)][::5][: args.images]
     distance = border_distance()
     near = distance < args.band
     rows = []
@@ -95,6 +97,13 @@ def main() -> None:
     result = {"model": args.model, "images": len(files), "band_px": args.band, "qualities": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+def _size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
 
 
 def _psnr(mse: float) -> float:

@@ -15,8 +15,10 @@ digit products are summed per power of two in int32, then scaled and added in fl
 Digits this small cannot saturate any of MLAS's kernels (AVX2's pairwise 16-bit sums
 included), so the result is the exact integer sum on every CPU. Where the CPU has 8-bit dot
 products (VNNI, AMX) this runs 2-3x faster than float64 BLAS products of the same integers
-(:func:`_conv3x3_blas`, exact below 2**53), which stay the kernel elsewhere; both give the
-same values, so the choice changes no bit.
+(:func:`_conv3x3_blas`), which stay the kernel elsewhere. Both are exact while every sum of
+|weight x activation| stays below 2**53, which the encoder's bounded latents always do, so
+the choice changes no bit of any stream an encoder wrote; a hostile stream beyond that range
+decodes to garbage that may differ between machines.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ def quantise_conv(weight: np.ndarray, bias: np.ndarray, relu: bool, shuffle: int
 
 def _conv3x3_blas(a: np.ndarray, layer: IntConv) -> np.ndarray:
     """3x3 'same' convolution of channels-last (B, H, W, C) integers -> (B, H, W, out), as
-    float64 BLAS products: exact while every partial sum stays below 2**53, and there the same
-    values as :func:`_conv3x3_digits`."""
+    float64 BLAS products: exact while the sum of |weight x activation| stays below 2**53, and
+    there the same values as :func:`_conv3x3_digits`."""
     b, h, w, c = a.shape
     padded = np.zeros((b, h + 2, w + 2, c), np.float64)
     padded[:, 1:-1, 1:-1] = a
@@ -85,8 +87,8 @@ class _DigitProducts:
         w = layer.weight.reshape(out, c, 3, 3).transpose(0, 2, 3, 1).reshape(out, 9 * c).astype(np.int64)
         lo = (w + 64) % 128 - 64
         hi = (w - lo) // 128
-        if np.abs(hi).max(initial=0) > 64:
-            raise ValueError("integer weights exceed 12 bits")
+        if np.abs(w).max(initial=0) > 2**WEIGHT_BITS - 1:
+            raise ValueError(f"integer weights exceed {WEIGHT_BITS + 1} bits")
         digits = np.concatenate([lo.T, hi.T], axis=1).astype(np.int8)
         graph = helper.make_graph(
             [helper.make_node("MatMulInteger", ["a", "w"], ["p"])],
@@ -120,8 +122,9 @@ def _products(layer: IntConv) -> _DigitProducts:
 
 
 def _digits(a: np.ndarray) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
-    """Integer array -> unsigned 7-bit digit arrays, and the (sign, power of 2) of each."""
-    v = a.astype(np.int64)
+    """Integer array -> unsigned 7-bit digit arrays, and the (sign, power of 2) of each. Values
+    are clipped to ±2**62 first (only a hostile stream gets there), so the int64 cast is defined."""
+    v = np.clip(a, -(2.0**62), 2.0**62).astype(np.int64)
     parts = [(1, v)] if v.min(initial=0) >= 0 else [(1, np.maximum(v, 0)), (-1, np.maximum(-v, 0))]
     digits, weights = [], []
     for sign, part in parts:
@@ -140,10 +143,11 @@ def _conv3x3_digits(a: np.ndarray, layer: IntConv) -> np.ndarray:
 
     The digit products (int32, each below 9 C * 127 * 64, 2**23 for C = 96; at most four share
     a power of two, so their int32 sum cannot wrap) are summed in int32 per power of two, then
-    scaled and added in float64 in a fixed order: the exact integer sum while it stays below
-    2**53 (where :func:`_conv3x3_blas` is exact too), and the same value on every machine
-    beyond. No value depends on the layout, batch size or CPU, so batching the band groups
-    and tiles of a scene changes none.
+    scaled and added in float64 in a fixed order: every partial sum is bounded by the sum of
+    |weight x activation|, so the result is the exact integer while that stays below 2**53
+    (where :func:`_conv3x3_blas` is exact too), and the same value on every machine beyond.
+    No value depends on the layout, batch size or CPU, so batching the band groups and tiles
+    of a scene changes none.
     """
     b, h, w, c = a.shape
     products = _products(layer)

@@ -261,11 +261,14 @@ def test_digit_kernel_is_the_exact_integer_sum(top):
     rng = np.random.default_rng(top)
     c, out = 24, 40
     weight = rng.integers(-2047, 2048, (out, c * 9)).astype(np.float64)
-    weight[0], weight[1] = 2047.0, -2047.0  # all-extreme rows
+    weight[0], weight[1] = 2047.0, -2047.0  # the largest weights
+    weight[2], weight[3] = 1984.0, -1984.0  # the largest low digits (-64 and 64 - 128 = -64)
+    weight[4, ::2] = 64.0  # low digit -64, high digit 1
     bias = rng.integers(-(2**20), 2**20, out).astype(np.float64)
     layer = intnet.IntConv(weight, bias, np.zeros(out, np.int64), True, 1)
     a = rng.integers(-top, top + 1, (3, 5, 6, c)).astype(np.float64)
-    a[0, 0, 0] = top  # the largest digit in every position of one pixel
+    a[0, 0, 0] = top
+    a[2, 1] = min(top, 2**21 - 1)  # every digit 127 where top allows it
     a[1, 2] = -top
     want = _int64_conv3x3(a, layer)
     got = intnet._conv3x3_digits(a, layer)
@@ -274,6 +277,18 @@ def test_digit_kernel_is_the_exact_integer_sum(top):
     assert np.array_equal(intnet._conv3x3(a, layer), got)  # whichever kernel this CPU picks
     positive = np.abs(a)
     assert np.array_equal(intnet._conv3x3_digits(positive, layer), _int64_conv3x3(positive, layer).astype(np.float64))
+
+
+@pytest.mark.parametrize("kernel", ["_conv3x3_digits", "_conv3x3_blas"])
+def test_both_kernels_give_the_int64_hyper_synthesis(codec, monkeypatch, kernel):
+    """Whichever kernel a CPU picks, the whole integer hyper-synthesis is the int64 one."""
+    rng = np.random.default_rng(11)
+    nz = codec.z_medians.shape[0]
+    z = (np.rint(rng.normal(0, 4, (4, nz, 2, 3))) + codec.z_medians[:, None, None]).astype(np.float32)
+    monkeypatch.setattr(intnet, "_conv3x3", getattr(intnet, kernel))
+    s, m = intnet.hyper_params(z, codec.hyper)
+    s_ref, m_ref = _exact_hyper_params(z, codec.hyper)
+    assert s.tobytes() == s_ref.tobytes() and m.tobytes() == m_ref.tobytes()
 
 
 def test_integer_hyper_synthesis_tracks_float_network():
