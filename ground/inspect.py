@@ -41,7 +41,7 @@ def describe(path: Path) -> dict:
                         "col": e.col,
                         "offset": e.offset,
                         "length": e.length,
-                        "crc32": f"{e.crc32:08x}",
+                        "check": f"{e.check:x}",
                         "quality": e.quality / 256,
                         "mode": MODE_NAMES.get(e.mode, "codec"),
                     }

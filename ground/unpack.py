@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from fool.shared.format import (
     MODE_SKIPPED,
     PAYLOAD_MODES,
     parse_header_record,
+    tile_check,
     write_container,
 )
 from fool.shared.packets import HeaderBody, Packet, ScanStats, TableBody, TableRow, TileBody, scan_packets
@@ -48,12 +48,12 @@ SUMMARY_NAME = "unpack_summary.txt"
 
 @dataclass
 class TileAssembly:
-    """The fragments received of one tile version (row, col, length, CRC-32)."""
+    """The fragments received of one tile version (row, col, length, check)."""
 
     row: int
     col: int
     length: int
-    crc32: int
+    check: int
     quality: int
     flags: int
     chunks: dict[int, bytes] = field(default_factory=dict)
@@ -63,7 +63,7 @@ class TileAssembly:
         self.chunks.setdefault(body.offset, body.data)
 
     def payload(self) -> bytes | None:
-        """The payload if the fragments cover every byte and its CRC-32 checks, else None."""
+        """The payload if the fragments cover every byte and its check (CRC-16) holds, else None."""
         out, pos = bytearray(), 0
         for offset in sorted(self.chunks):
             data = self.chunks[offset]
@@ -73,7 +73,7 @@ class TileAssembly:
             pos = max(pos, offset + len(data))
         if pos != self.length or not self.chunks:
             return None
-        return bytes(out) if zlib.crc32(out) == self.crc32 else None
+        return bytes(out) if tile_check(out) == self.check else None
 
 
 @dataclass
@@ -100,7 +100,7 @@ class SceneAssembly:
             for r in body.rows:
                 self.table.setdefault((r.row, r.col), r)
         else:
-            key = (body.row, body.col, body.length, body.crc32)
+            key = (body.row, body.col, body.length, body.check)
             if key not in self.tiles:
                 mode = body.mode if body.mode in PAYLOAD_MODES else MODE_CODEC
                 self.tiles[key] = TileAssembly(*key, body.quality, body.flags, mode=mode)
@@ -289,7 +289,7 @@ def _from_table(asm: SceneAssembly, e: TableRow, result: SceneResult) -> tuple:
     if e.mode == MODE_SKIPPED:
         result.tiles_skipped += 1
         return b"", e.quality, e.flags, MODE_SKIPPED
-    tile = asm.tiles.get((e.row, e.col, e.length, e.crc32)) if e.mode in PAYLOAD_MODES else None
+    tile = asm.tiles.get((e.row, e.col, e.length, e.check)) if e.mode in PAYLOAD_MODES else None
     payload = tile.payload() if tile is not None else None
     if payload is not None:
         result.tiles_recovered += 1

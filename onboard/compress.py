@@ -649,7 +649,9 @@ class PlannedCoder:
             # each tile is coded at many qualities: keep its integer hyper-synthesis (up to ~100 MB)
             coder.codec.memo_size = min(len(planned) * len(coder.reader.groups), 512)
             try:
-                alloc = allocate(planned, encode, len(out.header_bytes), budget, coder.code, highest=highest)
+                alloc = allocate(
+                    planned, encode, len(out.header_bytes), budget, coder.code, highest=highest, cols=out.cols
+                )
             finally:
                 coder.codec.memo_size = 0
                 coder.codec._hyper_memo.clear()

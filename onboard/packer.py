@@ -75,7 +75,8 @@ class SceneSource:
     path: Path
     header: bytes
     rows: list[TableRow]
-    tiles: list[TileEntry]  # the entries with a payload, raster order
+    tiles: list[TileEntry]  # the entries with a payload, raster order, with current-version checks
+    stored: list[TileEntry]  # the same entries as the file holds them, to read payloads by
     cols: int
     grid_size: int
     apid: int
@@ -143,7 +144,8 @@ class PackReport:
 
 def load_scene(c: Container, index: int, path: Path, priority: float) -> SceneSource:
     """The packer's view of an open container."""
-    rows = [TableRow(e.row, e.col, e.quality, e.flags, e.mode, e.length, e.crc32) for e in c.tiles]
+    entries = c.current_tiles()
+    rows = [TableRow(e.row, e.col, e.quality, e.flags, e.mode, e.length, e.check) for e in entries]
     grid = c.scene.grid
     return SceneSource(
         index=index,
@@ -151,7 +153,8 @@ def load_scene(c: Container, index: int, path: Path, priority: float) -> SceneSo
         path=path,
         header=c.header_bytes,
         rows=rows,
-        tiles=[e for e in c.tiles if e.mode != MODE_SKIPPED],
+        tiles=[e for e in entries if e.mode != MODE_SKIPPED],
+        stored=[e for e in c.tiles if e.mode != MODE_SKIPPED],
         cols=grid.cols,
         grid_size=grid.rows * grid.cols,
         apid=apid_for(index),
@@ -287,13 +290,13 @@ class Emitter:
             return TableBody(index, count, *sc.span(piece.start, piece.stop), rows)
         t = sc.tiles[piece.tile]
         data = self._payload(piece.scene, piece.tile)[piece.start : piece.stop]
-        return TileBody(t.row, t.col, index, count, piece.start, t.length, t.crc32, t.quality, t.flags, t.mode, data)
+        return TileBody(t.row, t.col, index, count, piece.start, t.length, t.check, t.quality, t.flags, t.mode, data)
 
     def _payload(self, scene: int, tile: int) -> bytes:
         key = (scene, tile)
         if key not in self.payloads:
             self.payloads.clear()  # a tile's pieces are planned back to back: keep one payload
-            self.payloads[key] = self.containers[scene].payload(self.scenes[scene].tiles[tile])
+            self.payloads[key] = self.containers[scene].payload(self.scenes[scene].stored[tile])
         return self.payloads[key]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fool.shared.errors import InputError
-from fool.shared.format import FOOTER, MODE_CODEC, MODE_SKIPPED, TileEntry, pack_table
+from fool.shared.format import MODE_CODEC, MODE_SKIPPED, TileEntry, container_bytes
 from fool.shared.latent_codec import QUALITY_STEP
 
 
@@ -38,7 +38,7 @@ class Allocation:
     dropped: list[int]  # tiles skipped to fit the budget (not by their own value)
 
 
-def container_size(header_bytes: int, tiles: Sequence[PlannedTile], codes, payloads) -> int:
+def container_size(header_bytes: int, tiles: Sequence[PlannedTile], codes, payloads, cols: int) -> int:
     """Exact size of the container these codes give: header, payloads, table, footer."""
     entries = [
         TileEntry(
@@ -53,7 +53,7 @@ def container_size(header_bytes: int, tiles: Sequence[PlannedTile], codes, paylo
         )
         for i, t in enumerate(tiles)
     ]
-    return header_bytes + sum(e.length for e in entries) + len(pack_table(entries)) + FOOTER.size
+    return container_bytes(header_bytes, entries, cols)
 
 
 def allocate(
@@ -64,10 +64,12 @@ def allocate(
     code: int,
     lowest: int = QUALITY_STEP,
     highest: int = 8 * QUALITY_STEP,
+    *,
+    cols: int,
 ) -> Allocation:
-    """Quality codes for ``tiles``: ``code`` everywhere without a budget; with one, the largest
-    common code (between ``lowest`` and ``highest``) whose container fits. ``encode(i, code)``
-    codes tile ``i``; results are cached, so each (tile, code) is coded once."""
+    """Quality codes for ``tiles`` (on a tile grid ``cols`` wide): ``code`` everywhere without a
+    budget; with one, the largest common code (between ``lowest`` and ``highest``) whose container
+    fits. ``encode(i, code)`` codes tile ``i``; results are cached, so each (tile, code) is coded once."""
     cache: dict[tuple[int, int], bytes] = {}
 
     def payload(i: int, c: int) -> bytes:
@@ -80,7 +82,7 @@ def allocate(
         for i, t in enumerate(tiles):
             codes.append(None if t.skip or i in dropped else (lowest if t.lowest else c))
         payloads = {i: payload(i, k) for i, k in enumerate(codes) if k is not None}
-        return Allocation(codes, payloads, container_size(header_bytes, tiles, codes, payloads), sorted(dropped))
+        return Allocation(codes, payloads, container_size(header_bytes, tiles, codes, payloads, cols), sorted(dropped))
 
     if budget is None:
         return trial(code)

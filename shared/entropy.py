@@ -145,7 +145,28 @@ def encode_stream(chunks: list[tuple[CdfTable, np.ndarray, np.ndarray]]) -> byte
     enc = rans().BufferedRansEncoder()
     if symbols:
         enc.encode_with_indexes(np.concatenate(symbols).tolist(), np.concatenate(indexes).tolist(), cdf, length, offset)
-    return enc.flush()
+    return trim_state(enc.flush())
+
+
+def trim_state(stream: bytes) -> bytes:
+    """compressai's stream without the zero high bytes (up to 3) of its final rANS state.
+
+    The stream is 32-bit words and starts with the coder's 64-bit final state, low word first.
+    That state is spread roughly log-uniformly over [2**31, 2**63), so its high word often starts
+    with zero bytes: 1.6 of them a tile on average. Dropping them leaves the length 1-3 bytes
+    short of a whole word, and that remainder tells :func:`restore_state` how many to put back,
+    so the saving needs no length field. A stream of whole words is returned as it is.
+    """
+    k = 0
+    while k < 3 and stream[7 - k] == 0:
+        k += 1
+    return stream[: 8 - k] + stream[8:]
+
+
+def restore_state(data: bytes) -> bytes:
+    """The inverse of :func:`trim_state`: compressai's stream of whole 32-bit words."""
+    k = -len(data) % 4
+    return data[: 8 - k] + bytes(k) + data[8 - k :]
 
 
 class StreamDecoder:
@@ -156,6 +177,7 @@ class StreamDecoder:
     """
 
     def __init__(self, data: bytes, symbols: int) -> None:
+        data = restore_state(data)
         if len(data) < 8:
             raise ContainerError(f"entropy-coded stream of {len(data)} bytes is too short (truncated tile?)")
         self._budget = symbols

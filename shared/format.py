@@ -1,27 +1,33 @@
 """The ``.fool`` container: a self-describing, tile-addressable scene bitstream.
 
-This module owns the container versions: it writes version 4 and reads versions 3 and 4,
-and every other module asks it (``Container.scene``, ``Container.tiles``) instead of
-branching on a version. Layout (little-endian; full description in docs/format.md)::
+This module owns the container versions: it writes version 5 and reads versions 3 to 5,
+and every other module asks it (``Container.scene``, ``Container.tiles``, ``Container.check``)
+instead of branching on a version. Layout (little-endian; full description in docs/format.md)::
 
-    version 4:  "FOOL" u8 4  v H  header(H bytes, binary)  u32 crc32(all before it)
+    version 5:  "FOOL" u8 5  v H  header(H bytes, binary)  u32 crc32(all before it)
                 tile payloads, back to back in raster order
-                tile table: v N, u16 base quality, per tile:
-                    v row - previous row, v col, v (length << 3 | mode << 2 | own quality << 1 | mask),
-                    u32 crc32, [u16 quality], [u8 mode]
-                footer: u32 table length, u32 crc32(table), "LOOF"
+                tile table: v (N << 1 | dense), u16 base quality, per tile:
+                    [v raster-index gap, unless dense], v (length << 3 | mode << 2 | own quality << 1 | mask),
+                    u16 crc16(payload), [u16 quality], [u8 mode]
+                footer: u32 table length, u32 crc32(table)
+    version 4:  as version 5 but the table starts v N, each entry starts v row - previous row, v col,
+                its check is a u32 crc32, and the footer ends in "LOOF"
     version 3:  "FOOL" u16 3 u16 0 u32 H  header(JSON)  u32 crc32(header)
                 payloads as version 4; table without N, entries with length << 2 (no mode);
                 footer: u64 table offset, u32 N, u32 crc32(table), "LOOF"
 
 The table sits at the end so the onboard writer streams tiles in constant memory; the
 footer finds it. Every tile carries its own CRC and length, so each decodes on its own; its
-offset is the sum of the lengths before it. The header (:attr:`Container.header_bytes`) is
+offset is the sum of the lengths before it. Version 5 spends 3-4 bytes a tile where version 4
+spent 8: a scene without nodata tiles lists every grid cell in raster order, so positions are
+implied, and a tile's check is CRC-16/CCITT (as CCSDS space packets use) rather than CRC-32,
+which at low rates was a tenth of a uint16 scene's file. The header (:attr:`Container.header_bytes`) is
 self-contained, with its own length and CRC, so the downlink packer can repeat it verbatim.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
 import struct
@@ -29,7 +35,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,11 +46,12 @@ from fool.shared.varint import read_varint, varint
 
 MAGIC = b"FOOL"
 END_MAGIC = b"LOOF"
-VERSION = 4
-READABLE_VERSIONS = (3, 4)
+VERSION = 5
+READABLE_VERSIONS = (3, 4, 5)
 PREAMBLE_V3 = struct.Struct("<4sHHI")
 FOOTER_V3 = struct.Struct("<QII4s")
-FOOTER = struct.Struct("<II4s")
+FOOTER_V4 = struct.Struct("<II4s")
+FOOTER = struct.Struct("<II")
 MAX_HEADER = 1 << 20
 FLAG_MASK = 1  # the payload starts with a lossless validity mask
 OWN_QUALITY = 2  # the entry carries its own quality code
@@ -59,7 +66,13 @@ MODE_CODEC, MODE_SKIPPED, MODE_LOST, MODE_INTRA = 0, 1, 2, 3
 MODES = (MODE_CODEC, MODE_SKIPPED, MODE_LOST, MODE_INTRA)
 #: the modes whose tiles carry a payload
 PAYLOAD_MODES = (MODE_CODEC, MODE_INTRA)
-MIN_ENTRY = 7  # bytes of the shortest entry: three one-byte varints and the CRC
+MIN_ENTRY = {3: 7, 4: 7, 5: 3}  # bytes of the shortest entry: its varints and its check
+
+
+def tile_check(payload: bytes | bytearray, version: int = VERSION) -> int:
+    """The check value a tile entry of ``version`` carries: CRC-16/CCITT-FALSE from version 5
+    (the CRC of CCSDS space packets), CRC-32 before."""
+    return binascii.crc_hqx(payload, 0xFFFF) if version >= 5 else zlib.crc32(payload)
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,7 @@ class TileEntry:
     col: int
     offset: int
     length: int
-    crc32: int
+    check: int  # the payload's CRC (tile_check) in the container's version
     quality: int
     flags: int = 0
     mode: int = MODE_CODEC
@@ -85,8 +98,8 @@ def parse_header_record(buf: bytes, name: str = "container") -> tuple[SceneHeade
     """-> (scene, bytes used) from the start of ``buf``; every failure is a ContainerError."""
     if len(buf) < 6 or buf[:4] != MAGIC:
         raise ContainerError(f"{name} is not a .fool container (bad magic {bytes(buf[:4])!r})")
-    if buf[4] != VERSION:
-        raise VersionError(f"{name}: header record of version {buf[4]}, expected {VERSION}")
+    if buf[4] not in READABLE_VERSIONS or buf[4] < 4:
+        raise VersionError(f"{name}: header record of version {buf[4]}, expected 4 to {VERSION}")
     n, pos = read_varint(buf, 5, f"{name}: header length", 4)
     if n > MAX_HEADER or pos + n + 4 > len(buf):
         raise ContainerError(f"{name} is truncated or its header length ({n}) is implausible")
@@ -96,31 +109,44 @@ def parse_header_record(buf: bytes, name: str = "container") -> tuple[SceneHeade
     return decode_header(bytes(buf[pos : pos + n])), pos + n + 4
 
 
-def pack_table(entries: list[TileEntry]) -> bytes:
-    """The version-4 tile table of ``entries`` (in raster order)."""
+def pack_table(entries: list[TileEntry], cols: int) -> bytes:
+    """The version-5 tile table of ``entries`` (in raster order) on a grid ``cols`` tiles wide."""
     common = Counter(e.quality for e in entries).most_common(1)
     base = common[0][0] if common else 0
-    out, prev_row = bytearray(varint(len(entries)) + struct.pack("<H", base)), 0
-    for e in entries:
+    index = [e.row * cols + e.col for e in entries]
+    dense = index == list(range(len(entries)))
+    out, prev = bytearray(varint(len(entries) << 1 | dense) + struct.pack("<H", base)), -1
+    for e, i in zip(entries, index, strict=True):
         own = OWN_QUALITY if e.quality != base else 0
         mode = OWN_MODE if e.mode != MODE_CODEC else 0
-        out += varint(e.row - prev_row) + varint(e.col) + varint(e.length << 3 | mode | own | e.flags & FLAG_MASK)
-        out += struct.pack("<I", e.crc32) + (struct.pack("<H", e.quality) if own else b"")
+        out += b"" if dense else varint(i - prev - 1)
+        out += varint(e.length << 3 | mode | own | e.flags & FLAG_MASK) + struct.pack("<H", e.check)
+        out += struct.pack("<H", e.quality) if own else b""
         out += bytes([e.mode]) if mode else b""
-        prev_row = e.row
+        prev = i
     return bytes(out)
+
+
+def container_bytes(header_bytes: int, entries: list[TileEntry], cols: int) -> int:
+    """The exact size of the version-5 container holding ``entries``: header, payloads, table, footer."""
+    return header_bytes + sum(e.length for e in entries) + len(pack_table(entries, cols)) + FOOTER.size
 
 
 class ContainerWriter:
     """Streams tiles into a temporary file; :meth:`close` publishes it atomically.
 
     ``header`` is a :class:`SceneHeader` or a header record already encoded (the packer's
-    reassembly copies the record it received)."""
+    reassembly copies the record it received, re-encoded only if an older version wrote it)."""
 
     def __init__(self, path: Path, header: SceneHeader | bytes) -> None:
         self.path = Path(path)
         self.table_bytes = 0  # set by close()
-        self.header_bytes = header if isinstance(header, bytes) else header_record(header)
+        if isinstance(header, bytes):
+            scene, used = parse_header_record(header)
+            self.header_bytes = header[:used] if header[4] == VERSION else header_record(scene)
+        else:
+            scene, self.header_bytes = header, header_record(header)
+        self.cols = scene.grid.cols
         self.tmp = self.path.with_name(f".{self.path.name}.partial")
         try:
             self._fh: BinaryIO = open(self.tmp, "wb")
@@ -139,15 +165,15 @@ class ContainerWriter:
             raise ValueError(f"unknown tile mode {mode}")
         if mode not in PAYLOAD_MODES and payload:
             raise ValueError("a skipped or lost tile has no payload")
-        entry = TileEntry(row, col, self._fh.tell(), len(payload), zlib.crc32(payload), quality, flags, mode)
+        entry = TileEntry(row, col, self._fh.tell(), len(payload), tile_check(payload), quality, flags, mode)
         self._fh.write(payload)
         self.entries.append(entry)
         return entry
 
     def close(self) -> int:
-        table = pack_table(self.entries)
+        table = pack_table(self.entries, self.cols)
         self.table_bytes = len(table)
-        self._fh.write(table + FOOTER.pack(len(table), zlib.crc32(table), END_MAGIC))
+        self._fh.write(table + FOOTER.pack(len(table), zlib.crc32(table)))
         size = self._fh.tell()
         self._fh.close()
         os.replace(self.tmp, self.path)
@@ -181,6 +207,7 @@ class Container:
     def __init__(self, fh: BinaryIO, size: int, name: str = "container") -> None:
         self._fh, self.size, self.name = fh, size, name
         self.version = self._read_version()
+        dense = False
         if self.version == 3:
             self.scene, self.payload_start = self._read_header_v3()
             self.table_offset, table, count = self._read_footer_v3()
@@ -188,9 +215,11 @@ class Container:
             head = self._read(0, min(self.size, MAX_HEADER + 16))
             self.scene, self.payload_start = parse_header_record(head, self.name)
             self.table_offset, table, count = self._read_footer()
+            if self.version >= 5:
+                count, dense = count >> 1, bool(count & 1)
         self.header_bytes = self._read(0, self.payload_start)
-        self.tiles = self._parse_table(table, count)
-        self.footer_bytes = FOOTER.size if self.version >= 4 else FOOTER_V3.size
+        self.tiles = self._parse_table(table, count, dense)
+        self.footer_bytes = {3: FOOTER_V3.size, 4: FOOTER_V4.size}.get(self.version, FOOTER.size)
         self.table_bytes = self.size - self.table_offset - self.footer_bytes
         self._check_tiles()
 
@@ -245,17 +274,18 @@ class Container:
         return SceneHeader.from_dict(header["scene"]), PREAMBLE_V3.size + head_len + 4
 
     def _read_footer(self) -> tuple[int, bytes, int]:
-        if self.size < self.payload_start + FOOTER.size:
+        footer = FOOTER_V4 if self.version == 4 else FOOTER
+        if self.size < self.payload_start + footer.size:
             raise ContainerError(f"{self.name} is truncated (no tile table)")
-        length, crc, end = FOOTER.unpack(self._read(self.size - FOOTER.size, FOOTER.size))
-        if end != END_MAGIC:
+        length, crc, *end = footer.unpack(self._read(self.size - footer.size, footer.size))
+        if end and end[0] != END_MAGIC:
             raise ContainerError(f"{self.name} is truncated or damaged (no end marker)")
-        table_offset = self.size - FOOTER.size - length
+        table_offset = self.size - footer.size - length
         if table_offset < self.payload_start:
-            raise ContainerError(f"{self.name}: tile table position is inconsistent with the file size")
+            raise ContainerError(f"{self.name} is truncated or damaged: its tile table position is inconsistent")
         table = self._read(table_offset, length)
         if zlib.crc32(table) != crc:
-            raise ChecksumError(f"{self.name}: tile table CRC mismatch (damaged file)")
+            raise ChecksumError(f"{self.name}: tile table CRC mismatch (damaged or truncated file)")
         count, pos = read_varint(table, 0, f"{self.name}: tile count", 5)
         return table_offset, table[pos:], count
 
@@ -273,30 +303,39 @@ class Container:
             raise ChecksumError(f"{self.name}: tile table CRC mismatch (damaged file)")
         return table_offset, table, count
 
-    def _parse_table(self, table: bytes, count: int) -> list[TileEntry]:
+    def _parse_table(self, table: bytes, count: int, dense: bool) -> list[TileEntry]:
         what = f"{self.name}: tile table entry"
-        if len(table) < 2 or count * MIN_ENTRY > len(table) - 2:
+        if len(table) < 2 or count * MIN_ENTRY[self.version] > len(table) - 2:
             raise ContainerError(f"{self.name}: tile table is too short for its {count} tiles")
         (base,) = struct.unpack_from("<H", table, 0)
         shift = 3 if self.version >= 4 else 2
-        entries, pos, row, offset = [], 2, 0, self.payload_start
+        check = 2 if self.version >= 5 else 4
+        cols = self.scene.grid.cols
+        entries, pos, row, index, offset = [], 2, 0, -1, self.payload_start
         for _ in range(count):
-            step, pos = read_varint(table, pos, what, 5)
-            col, pos = read_varint(table, pos, what, 5)
+            if self.version >= 5:
+                gap = 0
+                if not dense:
+                    gap, pos = read_varint(table, pos, what, 9)
+                index += 1 + gap
+                row, col = divmod(index, cols)
+            else:
+                step, pos = read_varint(table, pos, what, 5)
+                col, pos = read_varint(table, pos, what, 5)
+                row += step
             packed, pos = read_varint(table, pos, what, 6)
             own, has_mode = packed & OWN_QUALITY, shift == 3 and packed & OWN_MODE
-            extra = 4 + (2 if own else 0) + (1 if has_mode else 0)
+            extra = check + (2 if own else 0) + (1 if has_mode else 0)
             if pos + extra > len(table):
                 raise ContainerError(f"{what} runs past the end of the table")
-            (crc32,) = struct.unpack_from("<I", table, pos)
-            quality = struct.unpack_from("<H", table, pos + 4)[0] if own else base
+            (crc,) = struct.unpack_from("<H" if check == 2 else "<I", table, pos)
+            quality = struct.unpack_from("<H", table, pos + check)[0] if own else base
             mode = table[pos + extra - 1] if has_mode else MODE_CODEC
             if mode not in MODES:
                 raise ContainerError(f"{what}: unknown tile mode {mode}")
             pos += extra
-            row += step
             length = packed >> shift
-            entries.append(TileEntry(row, col, offset, length, crc32, quality, packed & FLAG_MASK, mode))
+            entries.append(TileEntry(row, col, offset, length, crc, quality, packed & FLAG_MASK, mode))
             offset += length
         if pos != len(table):
             raise ContainerError(f"{self.name}: tile table holds {len(table) - pos} bytes after its {count} entries")
@@ -321,6 +360,14 @@ class Container:
                 raise ContainerError(f"{self.name}: skipped or lost tile ({e.row}, {e.col}) has a payload")
             seen.add((e.row, e.col))
 
+    def current_tiles(self) -> list[TileEntry]:
+        """The tile entries with the check values the current version writes, which the packet
+        layer carries and ``fool unpack`` verifies. An older file's payloads are read, and
+        checked against their own CRC, to recompute them."""
+        if self.version == VERSION:
+            return self.tiles
+        return [replace(e, check=tile_check(self.payload(e))) for e in self.tiles]
+
     @property
     def coded_tiles(self) -> list[TileEntry]:
         """The tiles with a payload, learned or intra (neither skipped on board nor lost on the way)."""
@@ -328,6 +375,6 @@ class Container:
 
     def payload(self, entry: TileEntry) -> bytes:
         data = self._read(entry.offset, entry.length)
-        if zlib.crc32(data) != entry.crc32:
+        if tile_check(data, self.version) != entry.check:
             raise ChecksumError(f"{self.name}: tile ({entry.row}, {entry.col}) CRC mismatch (damaged in transit?)")
         return data

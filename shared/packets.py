@@ -11,10 +11,10 @@ Every multi-byte field is big-endian (network order, as CCSDS). A packet is::
         body, per kind:
             HEADER  u8 name length, name (UTF-8), the container's header record (verbatim)
             TABLE   u16 fragment index, u16 fragment count, u32 span start, u32 span end,
-                    entries of 15 bytes: u16 row, u16 col, u16 quality, u8 mode << 4 | flags,
-                    u32 payload length, u32 payload CRC-32
+                    entries of 13 bytes: u16 row, u16 col, u16 quality, u8 mode << 4 | flags,
+                    u32 payload length, u16 payload check (the container's CRC-16)
             TILE    u16 row, u16 col, u16 fragment index, u16 fragment count, u32 byte offset,
-                    u32 payload length, u32 payload CRC-32, u16 quality, u8 mode << 4 | flags,
+                    u32 payload length, u16 payload check, u16 quality, u8 mode << 4 | flags,
                     the fragment's payload bytes
         u16 packet error control: CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of every byte before it
 
@@ -28,7 +28,7 @@ table copy.
 A table fragment covers a span of grid positions (raster index ``row * cols + col``, end exclusive)
 and lists every table entry in it, so each fragment is useful alone: a position inside a received span
 but without an entry was entirely nodata and never coded. A tile fragment repeats the tile's quality,
-flags, length and CRC-32, so a scene can be rebuilt from tile packets even if no table copy arrives.
+flags, length and check, so a scene can be rebuilt from tile packets even if no table copy arrives.
 
 Parsing treats every byte as hostile: any malformed input raises :class:`PacketError`, and lengths are
 checked before every read.
@@ -52,7 +52,7 @@ from spacepackets.ccsds.spacepacket import (
     SpacePacketHeader,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: 16-bit tile checks, as container version 5
 KIND_HEADER, KIND_TABLE, KIND_TILE = 1, 2, 3
 KINDS = (KIND_HEADER, KIND_TABLE, KIND_TILE)
 KIND_NAMES = {KIND_HEADER: "header", KIND_TABLE: "table", KIND_TILE: "tile"}
@@ -65,8 +65,8 @@ SEQ_MODULO = 1 << 14
 PRIMARY = SPACE_PACKET_HEADER_SIZE
 SECONDARY = struct.Struct(">BI")
 TABLE_HEAD = struct.Struct(">HHII")
-TABLE_ROW = struct.Struct(">HHHBII")
-TILE_HEAD = struct.Struct(">HHHHIIIHB")
+TABLE_ROW = struct.Struct(">HHHBIH")
+TILE_HEAD = struct.Struct(">HHHHIIHHB")
 CRC_SIZE = 2
 MAX_NAME = 64
 #: The CCSDS data field holds at most 65536 bytes.
@@ -118,7 +118,7 @@ class TableRow:
     flags: int
     mode: int
     length: int
-    crc32: int
+    check: int  # the payload's tile_check, as the container holds it
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class TileBody:
     count: int
     offset: int
     length: int
-    crc32: int
+    check: int  # the payload's tile_check, as the container holds it
     quality: int
     flags: int
     mode: int
@@ -192,7 +192,7 @@ def encode_body(body: Body) -> bytes:
         body.count,
         body.offset,
         body.length,
-        body.crc32,
+        body.check,
         body.quality,
         _mode_flags(body.mode, body.flags),
     )
@@ -200,7 +200,7 @@ def encode_body(body: Body) -> bytes:
 
 
 def encode_row(row: TableRow) -> bytes:
-    return TABLE_ROW.pack(row.row, row.col, row.quality, _mode_flags(row.mode, row.flags), row.length, row.crc32)
+    return TABLE_ROW.pack(row.row, row.col, row.quality, _mode_flags(row.mode, row.flags), row.length, row.check)
 
 
 def build_packet(apid: int, seq_count: int, scene_id: int, body: Body, seq_flags: SequenceFlags | None = None) -> bytes:

@@ -68,7 +68,7 @@ def test_bands_option_and_info(scenes, tmp_path):
     assert {t["quality"] for t in info["tiles"]["table"]} == {2.5}
     assert sum(info["layout"].values()) == info["bytes"]  # header, payloads, table, footer: the whole file
     coded = info["tiles"]["coded"]
-    assert 3 + 7 * coded <= info["layout"]["table"] <= 3 + 8 * coded  # count, base quality, 7-8-byte entries
+    assert 3 + 3 * coded <= info["layout"]["table"] <= 4 + 4 * coded  # count, base quality, 3-4-byte entries
     assert run("decode", tmp_path / "b.fool", "-o", tmp_path / "b.tif").exit_code == 0
     with rasterio.open(tmp_path / "b.tif") as ds:
         assert ds.count == 2
@@ -176,13 +176,13 @@ def test_hostile_payload_with_valid_crc_never_crashes(scenes, tmp_path):
     import random
     import zlib
 
-    from fool.shared.format import FOOTER, Container, pack_table
+    from fool.shared.format import FOOTER, Container, pack_table, tile_check
 
     fool = tmp_path / "s.fool"
     assert run("compress", scenes["rgb_uint8"], "-o", fool, "--tile-size", 64).exit_code == 0
     clean = fool.read_bytes()
     with Container.open(fool) as c:
-        entries, table_offset = c.tiles, c.table_offset
+        entries, table_offset, cols = c.tiles, c.table_offset, c.scene.grid.cols
     count = len(entries)
     rng = random.Random(7)
     for trial in range(12):
@@ -192,9 +192,9 @@ def test_hostile_payload_with_valid_crc_never_crashes(scenes, tmp_path):
         for _ in range(rng.randint(1, 8)):
             raw[e.offset + rng.randrange(e.length)] = rng.randrange(256)
         fixed = list(entries)
-        fixed[i] = dataclasses.replace(e, crc32=zlib.crc32(bytes(raw[e.offset : e.offset + e.length])))
-        table = pack_table(fixed)
-        raw[table_offset:] = table + FOOTER.pack(len(table), zlib.crc32(table), b"LOOF")
+        fixed[i] = dataclasses.replace(e, check=tile_check(bytes(raw[e.offset : e.offset + e.length])))
+        table = pack_table(fixed, cols)
+        raw[table_offset:] = table + FOOTER.pack(len(table), zlib.crc32(table))
         fool.write_bytes(bytes(raw))
         r = run("decode", fool, "-o", tmp_path / f"o{trial}.tif")
         assert r.exit_code in (0, 1), r.output

@@ -1,4 +1,4 @@
-"""The container (version 4) and its binary scene header: round trips, sizes, and refusals."""
+"""The container (version 5) and its binary scene header: round trips, sizes, and refusals."""
 
 import dataclasses
 import random
@@ -70,16 +70,16 @@ def _make(path, tiles=((0, 0, b"abc"), (0, 1, b"defgh")), header=None):
 
 def _rewrite_table(raw: bytearray, table: bytes) -> bytes:
     """Replace the table (with a valid CRC): what an adversary, not line noise, would do."""
-    length, _, end = FOOTER.unpack_from(raw, len(raw) - FOOTER.size)
+    length, _ = FOOTER.unpack_from(raw, len(raw) - FOOTER.size)
     start = len(raw) - FOOTER.size - length
-    raw[start:] = table + FOOTER.pack(len(table), zlib.crc32(table), end)
+    raw[start:] = table + FOOTER.pack(len(table), zlib.crc32(table))
     return bytes(raw)
 
 
 def test_round_trip(tmp_path):
     p = _make(tmp_path / "a.fool")
     with Container.open(p) as c:
-        assert c.version == 4 and c.scene == scene()
+        assert c.version == 5 and c.scene == scene()
         assert [(e.row, e.col) for e in c.tiles] == [(0, 0), (0, 1)]
         assert [c.payload(e) for e in c.tiles] == [b"abc", b"defgh"]
         assert all(e.quality == 1024 for e in c.tiles)
@@ -149,7 +149,7 @@ def test_unwritable_output(tmp_path):
         pass
 
 
-@pytest.mark.parametrize("version", [1, 2, 5, 99])
+@pytest.mark.parametrize("version", [1, 2, 6, 99])
 def test_unknown_version_is_refused(tmp_path, version):
     p = _make(tmp_path / "a.fool")
     raw = bytearray(p.read_bytes())
@@ -205,7 +205,7 @@ def test_lengths_must_fill_the_payload_area(tmp_path, length):
     with Container.open(p) as c:
         entries = c.tiles
     entries[0] = dataclasses.replace(entries[0], length=length)
-    p.write_bytes(_rewrite_table(bytearray(p.read_bytes()), pack_table(entries)))
+    p.write_bytes(_rewrite_table(bytearray(p.read_bytes()), pack_table(entries, 2)))
     with pytest.raises(ContainerError, match="outside"), Container.open(p):
         pass
 
@@ -214,7 +214,7 @@ def test_lengths_must_fill_the_payload_area(tmp_path, length):
 def test_table_that_ends_inside_an_entry_or_has_extra_bytes(tmp_path, cut):
     p = _make(tmp_path / "a.fool")
     with Container.open(p) as c:
-        table = pack_table(c.tiles)
+        table = pack_table(c.tiles, c.scene.grid.cols)
     for bad in (table[:-cut], table + bytes(cut)):
         raw = bytearray(p.read_bytes())
         with pytest.raises(ContainerError), _open_bytes(tmp_path, _rewrite_table(raw, bad)):
@@ -226,15 +226,21 @@ def _open_bytes(tmp_path, raw: bytes):
     return Container.open(tmp_path / "b.fool")
 
 
-@pytest.mark.parametrize(("row", "col"), [(2, 0), (0, 2), (0, 0)], ids=["row-outside", "col-outside", "duplicate"])
-def test_entries_outside_the_grid_or_twice_are_refused(tmp_path, row, col):
-    p = _make(tmp_path / "a.fool")
-    with Container.open(p) as c:
-        entries = c.tiles
-    entries[1] = dataclasses.replace(entries[1], row=row, col=col)
-    table = bytearray(pack_table(entries))
-    p.write_bytes(_rewrite_table(bytearray(p.read_bytes()), bytes(table)))
-    with pytest.raises(ContainerError, match="outside|twice"), Container.open(p):
+@pytest.mark.parametrize(
+    "entries",
+    [
+        varint(5 << 1 | 1) + b"\x00\x04" + (varint(0) + b"\x00\x00") * 5,  # dense, one more than the grid
+        varint(2 << 1) + b"\x00\x04" + (varint(0) + varint(0) + b"\x00\x00") + (varint(3) + varint(0) + b"\x00\x00"),
+        varint(1 << 1) + b"\x00\x04" + varint(2**60) + varint(0) + b"\x00\x00",
+    ],
+    ids=["dense-past-the-grid", "gap-past-the-grid", "huge-gap"],
+)
+def test_entries_outside_the_grid_are_refused(tmp_path, entries):
+    """Version 5 implies positions from raster-index gaps, so a tile can neither come twice nor
+    out of order; a count or gap that runs past the 2x2 grid is refused."""
+    p = _make(tmp_path / "a.fool", tiles=())
+    p.write_bytes(_rewrite_table(bytearray(p.read_bytes()), entries))
+    with pytest.raises(ContainerError, match="outside"), Container.open(p):
         pass
 
 
@@ -254,13 +260,20 @@ def test_not_a_container(tmp_path):
 
 
 def test_entries_are_small_in_raster_order_and_record_skipped_tiles(tmp_path):
-    """A typical entry is 8 bytes (row step, column, length and flags, CRC); odd qualities add 2,
-    a mode (a tile skipped on board) 1."""
+    """A scene without nodata tiles lists its grid cells in raster order, so an entry is 4 bytes
+    (length and flags, CRC-16); a gap before it (tiles that were all nodata) adds 1, an odd
+    quality 2, a mode (a tile skipped on board) 1."""
     big = scene(width=40 * 64, height=6 * 64, tile_size=64)
     tiles = [(r, c, bytes(200)) for r in range(3) for c in range(40)]
     p = _make(tmp_path / "a.fool", tiles, big)
     with Container.open(p) as c:
-        assert len(c.tiles) == 120 and c.table_bytes == 1 + 2 + 120 * 8
+        assert len(c.tiles) == 120 and c.table_bytes == 2 + 2 + 120 * 4
+        assert [(e.row, e.col) for e in c.tiles] == [(r, c) for r, c, _ in tiles]
+    holes = [t for t in tiles if t[1] % 3]  # every third column all nodata
+    p = _make(tmp_path / "h.fool", holes, big)
+    with Container.open(p) as c:
+        assert len(c.tiles) == len(holes) == 78 and c.table_bytes == 2 + 2 + 78 * 5
+        assert [(e.row, e.col) for e in c.tiles] == [(r, c) for r, c, _ in holes]
     with write_container(tmp_path / "q.fool", big) as w:
         w.add_tile(0, 0, b"a", 1024)
         w.add_tile(0, 1, b"b", 777)
@@ -281,9 +294,17 @@ def test_entries_are_small_in_raster_order_and_record_skipped_tiles(tmp_path):
 
 
 def test_writer_copies_a_received_header_record_verbatim(tmp_path):
-    """The downlink's reassembly writes the header record it received, byte for byte."""
+    """The downlink's reassembly writes the header record it received, byte for byte; a record
+    of an older version gets this version's number (and CRC) so that it matches the table."""
     rec = header_record(scene(**NAIP_LIKE))
     with write_container(tmp_path / "r.fool", rec):
         pass
     assert (tmp_path / "r.fool").read_bytes()[: len(rec)] == rec
     assert struct.unpack_from("<I", rec, len(rec) - 4)[0] == zlib.crc32(rec[:-4])
+    old = bytearray(rec[:-4])
+    old[4] = 4
+    old += struct.pack("<I", zlib.crc32(old))
+    with write_container(tmp_path / "o.fool", bytes(old)) as w:
+        w.add_tile(0, 0, b"abc", 1024)
+    with Container.open(tmp_path / "o.fool") as c:
+        assert c.version == 5 and c.header_bytes == rec and c.payload(c.tiles[0]) == b"abc"

@@ -26,11 +26,11 @@ from hypothesis import strategies as st
 from spacepackets.ccsds.spacepacket import PacketType, SequenceFlags, SpacePacketHeader
 
 RECORD = b"FOOL\x04" + bytes(range(40))
-ROWS = (TableRow(0, 1, 256, 1, MODE_CODEC, 700, 0xDEADBEEF), TableRow(2, 0, 300, 0, MODE_SKIPPED, 0, 0))
+ROWS = (TableRow(0, 1, 256, 1, MODE_CODEC, 700, 0xBEEF), TableRow(2, 0, 300, 0, MODE_SKIPPED, 0, 0))
 BODIES = [
     HeaderBody("m_4709963_se_14", RECORD),
     TableBody(0, 2, 0, 9, ROWS),
-    TileBody(3, 4, 1, 3, 1000, 2500, 0x12345678, 256, 1, MODE_CODEC, bytes(range(256)) * 4),
+    TileBody(3, 4, 1, 3, 1000, 2500, 0x5678, 256, 1, MODE_CODEC, bytes(range(256)) * 4),
 ]
 
 
@@ -84,8 +84,8 @@ def _recrc(raw: bytes) -> bytes:
         lambda r: r[:-1],  # shorter than its primary header says
         lambda r: bytes([r[0] | 0x10]) + r[1:],  # telecommand, not telemetry
         lambda r: bytes([r[0] & 0xF8]) + bytes([0x10]) + r[2:],  # APID below the FOOL range
-        lambda r: r[:PRIMARY] + b"\x19" + r[PRIMARY + 1 :],  # unknown kind 9
-        lambda r: r[:PRIMARY] + b"\x23" + r[PRIMARY + 1 :],  # format version 2
+        lambda r: r[:PRIMARY] + b"\x29" + r[PRIMARY + 1 :],  # unknown kind 9
+        lambda r: r[:PRIMARY] + b"\x13" + r[PRIMARY + 1 :],  # format version 1 (32-bit tile checks)
     ],
 )
 def test_parser_rejects_malformed_fields(edit):
@@ -96,7 +96,7 @@ def test_parser_rejects_malformed_fields(edit):
 
 def _with_body(kind: int, body: bytes) -> bytes:
     """A packet of FOOL kind ``kind`` around a hand-made ``body``, with a valid CRC."""
-    return _recrc(_primary(len(body)) + bytes([0x10 | kind]) + (7).to_bytes(4, "big") + body + b"\0\0")
+    return _recrc(_primary(len(body)) + bytes([0x20 | kind]) + (7).to_bytes(4, "big") + body + b"\0\0")
 
 
 def _primary(body_len: int) -> bytes:
@@ -111,11 +111,11 @@ def _primary(body_len: int) -> bytes:
         (1, b"\x02\xff\xfe rec"),  # name not UTF-8
         (2, b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x05" + b"\0" * 14),  # not whole entries
         (2, b"\x00\x01\x00\x01" + b"\0" * 8),  # fragment 1 of 1
-        (2, struct.pack(">HHII", 0, 1, 0, 9) + struct.pack(">HHHBII", 1, 1, 0, 0, 0, 0) * 2),  # not raster order
-        (2, struct.pack(">HHII", 0, 1, 0, 9) + struct.pack(">HHHBII", 1, 1, 0, 0x90, 0, 0)),  # mode 9
+        (2, struct.pack(">HHII", 0, 1, 0, 9) + struct.pack(">HHHBIH", 1, 1, 0, 0, 0, 0) * 2),  # not raster order
+        (2, struct.pack(">HHII", 0, 1, 0, 9) + struct.pack(">HHHBIH", 1, 1, 0, 0x90, 0, 0)),  # mode 9
         (3, b"\0" * 10),  # short tile header
-        (3, struct.pack(">HHHHIIIHB", 0, 0, 0, 1, 10, 12, 0, 0, 0) + b"abc"),  # past the payload's end
-        (3, struct.pack(">HHHHIIIHB", 0, 0, 1, 1, 0, 12, 0, 0, 0) + b"abc"),  # fragment 1 of 1
+        (3, struct.pack(">HHHHIIHHB", 0, 0, 0, 1, 10, 12, 0, 0, 0) + b"abc"),  # past the payload's end
+        (3, struct.pack(">HHHHIIHHB", 0, 0, 1, 1, 0, 12, 0, 0, 0) + b"abc"),  # fragment 1 of 1
     ],
 )
 def test_parser_rejects_malformed_bodies(kind, body):

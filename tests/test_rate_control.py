@@ -43,23 +43,23 @@ def test_allocate_picks_the_largest_common_quality_that_fits():
         return bytes(code // 8)
 
     budget = 890
-    alloc = allocate(tiles, encode, header_bytes=50, budget=budget, code=768)
+    alloc = allocate(tiles, encode, header_bytes=50, budget=budget, code=768, cols=4)
     assert alloc.size <= budget and len(set(alloc.codes)) == 1
     code = alloc.codes[0]
     # the next code that changes any tile's size no longer fits
     assert len(calls) == len(set(calls))  # every (tile, quality) coded once
     nxt = next(c for c in range(code + 1, 2049) if c // 8 != code // 8)
-    assert allocate(tiles, encode, 50, None, nxt).size > budget
-    assert allocate(tiles, encode, 50, None, 768).codes == [768] * 4
+    assert allocate(tiles, encode, 50, None, nxt, cols=4).size > budget
+    assert allocate(tiles, encode, 50, None, 768, cols=4).codes == [768] * 4
 
 
 def test_allocate_drops_lowest_rank_last_in_order_first():
     tiles = [PlannedTile(0, c, rank, False, False) for c, rank in enumerate([1.0, 0.0, 0.0, 1.0])]
-    alloc = allocate(tiles, lambda i, code: bytes(100), header_bytes=20, budget=20 + 2 * 100 + 60, code=768)
+    alloc = allocate(tiles, lambda i, code: bytes(100), header_bytes=20, budget=20 + 2 * 100 + 60, code=768, cols=4)
     assert alloc.codes[0] == alloc.codes[3] == 256 and alloc.codes[1] is None and alloc.codes[2] is None
     assert alloc.dropped == [1, 2] and alloc.size <= 280
     with pytest.raises(InputError, match="does not hold even"):
-        allocate(tiles, lambda i, code: bytes(100), header_bytes=20, budget=25, code=768)
+        allocate(tiles, lambda i, code: bytes(100), header_bytes=20, budget=25, code=768, cols=4)
 
 
 def test_budget_is_filled_never_exceeded_and_beats_every_fixed_quality_that_fits(scene, tmp_path):
