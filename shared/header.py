@@ -4,7 +4,8 @@ It is small and self-contained (its own length and CRC-32) because the downlink 
 it in several packets of a scene, so that losing any one packet never loses the scene, and
 because at low rates a JSON header was a sixth of a 256x256 image's file. Fields that are
 usually at their default (bit depth from the dtype, 8-bit value ranges, source bands 1..n,
-no band descriptions, no halo) cost one flag bit; the CRS is an EPSG code when that code
+no band descriptions, no halo) cost one flag bit, and the tiler's default band groups
+(:func:`plan_groups` of the band count, dtype and colour interpretation) one zero byte; the CRS is an EPSG code when that code
 reproduces the source CRS exactly, otherwise zlib-compressed WKT. Layout: docs/format.md.
 """
 
@@ -15,7 +16,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 
-from fool.shared.bands import SUPPORTED_DTYPES
+from fool.shared.bands import SUPPORTED_DTYPES, plan_groups
 from fool.shared.errors import ContainerError
 from fool.shared.geometry import ALIGN
 from fool.shared.scene import MASK_KINDS, SceneHeader
@@ -113,7 +114,10 @@ def encode_header(h: SceneHeader) -> bytes:
         flags |= _HALO
         opt += varint(h.halo // ALIGN)
     sha = bytes.fromhex(h.model_sha256[: 2 * SHA_PREFIX])
-    groups = varint(len(h.groups)) + b"".join(bytes([len(g)]) + b"".join(varint(b) for b in g) for g in h.groups)
+    if [list(g) for g in h.groups] == [list(g) for g in plan_groups(n, h.dtype, tuple(h.colorinterp))]:
+        groups = varint(0)  # the tiler's default grouping, which the decoder plans again
+    else:
+        groups = varint(len(h.groups)) + b"".join(bytes([len(g)]) + b"".join(varint(b) for b in g) for g in h.groups)
     return (
         bytes([flags])
         + varint(h.width)
@@ -184,7 +188,7 @@ def decode_header(body: bytes) -> SceneHeader:
     nodata = r.num()
     tile_size = r.varint(8192 // ALIGN) * ALIGN
     model_name, sha = r.str(256), r.take(SHA_PREFIX).hex()
-    groups = []
+    groups: list[list[int]] = []
     for _ in range(r.varint(n)):
         size = r.byte()
         groups.append([r.varint(n) for _ in range(size)])
@@ -217,6 +221,8 @@ def decode_header(body: bytes) -> SceneHeader:
     else:
         colorinterp = ["undefined"] * n
     halo = r.varint(64) * ALIGN if flags & _HALO else 0
+    if not groups:
+        groups = [list(g) for g in plan_groups(n, dtype, tuple(colorinterp))]
     if r.pos != len(body):
         raise ContainerError(f"scene header holds {len(body) - r.pos} bytes after its fields")
     fields = {

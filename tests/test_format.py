@@ -118,6 +118,15 @@ def test_header_round_trips_every_field(fields):
     assert back.to_dict() == h.to_dict()
 
 
+def test_default_band_groups_cost_one_byte():
+    """The tiler's own grouping (here RGB, then NIR alone) is planned again by the decoder."""
+    naip = scene(**NAIP_LIKE)
+    regrouped = scene(**(NAIP_LIKE | {"groups": [[1], [2], [3], [4]]}))
+    assert len(encode_header(regrouped)) - len(encode_header(naip)) == 9 - 1  # v count, then u8 size + v band each
+    assert decode_header(encode_header(naip)).groups == [[1, 2, 3], [4]]
+    assert decode_header(encode_header(regrouped)).groups == [[1], [2], [3], [4]]
+
+
 def test_header_crc_and_hostile_bodies():
     rec = bytearray(header_record(scene(**NAIP_LIKE)))
     rec[10] ^= 0x01

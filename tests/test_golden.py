@@ -59,5 +59,5 @@ def test_each_version_holds_the_same_tiles_in_less_framing():
             assert all(0 <= t <= 3 for t in trimmed) and sum(trimmed) > 0  # zero bytes of the rANS state
             old = v4.current_tiles()
             assert [tile_check(v4.payload(e)) for e in v4.tiles] == [e.check for e in old]
-            assert v5.header_bytes[5:-4] == v4.header_bytes[5:-4]  # the same body, a new version byte and CRC
+            assert v5.scene == v4.scene and len(v5.header_bytes) < len(v4.header_bytes)  # default band groups
             assert v5.table_bytes + v5.footer_bytes <= v4.table_bytes + v4.footer_bytes - 4 * len(v5.tiles) - 4
