@@ -120,8 +120,11 @@ class LatentCodec:
         and quality-independent part, so rate control computes it once per tile."""
         return self.hyper_params_many([z_hat])[0]
 
-    #: most latent positions (y) one integer-network call works on: bounds its im2col buffers (~30 MB)
-    HYPER_BATCH = 4096
+    #: most latent positions (y) one integer-network call works on: 16 hyper-latents of a 128-px
+    #: tile. Larger calls were slower per latent on the 8-bit kernel (its im2col buffers outgrow
+    #: the caches: 0.65 against 0.47 ms a 2x2 hyper-latent at 4096) and no faster on BLAS
+    #: (bench/hyper_batch.py)
+    HYPER_BATCH = 1024
 
     def hyper_params_many(self, z_hats: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`hyper_params` of many hyper-latents (band groups, tiles), computed in batches
