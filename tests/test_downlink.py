@@ -117,7 +117,8 @@ def test_last_window_holds_the_rest_and_nothing_is_lost(scenes, tmp_path):
 
 def test_a_version_4_container_goes_down_as_version_5(tmp_path):
     """The packer sends current-version tile checks for an older file; the ground rebuilds the
-    scene as a current container with the same payloads."""
+    scene as a current container with the same payloads and the same scene header (its bytes may
+    differ: version 5 writes the default band groups as a zero count)."""
     src = tmp_path / "old.fool"
     src.write_bytes(TEMPLATE.read_bytes())
     report = pack([src], windows(10**6), tmp_path)
@@ -126,7 +127,7 @@ def test_a_version_4_container_goes_down_as_version_5(tmp_path):
     with Container.open(src) as a, Container.open(tmp_path / "ground" / src.name) as b:
         assert (a.version, b.version) == (4, 5)
         assert [a.payload(e) for e in a.tiles] == [b.payload(e) for e in b.tiles]
-        assert a.header_bytes[5:-4] == b.header_bytes[5:-4]
+        assert a.scene == b.scene
 
 
 def test_scene_larger_than_a_window_is_split_across_two(scenes, tmp_path):
