@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from fool.shared.format import FLAG_MASK, MODE_INTRA, MODE_LOST, MODE_SKIPPED, C
 from fool.shared.geometry import Tile, coded_latents
 from fool.shared.latent_codec import LatentCodec, dequantise, fill_unsent
 from fool.shared.runtime import SynthesisRuntime, single_blas_thread
-from fool.shared.scene import GDAL_CACHE_MB, SceneHeader, unpack_tile
+from fool.shared.scene import GDAL_CACHE_MB, SceneHeader, keep_off_nodata, unpack_tile
 
 #: tiles rendered together: with a synthesis that runs tiles in parallel
 #: (``synthesis.parallel`` > 1, ONNX Runtime) they share out the cores; it bounds their pixels in memory
@@ -105,10 +104,14 @@ def decode_intra(entry: TileEntry, payload: bytes, scene: SceneHeader) -> TileLa
     shape = (tile.height, tile.width)
     stream, valid = unpack_tile(payload, bool(entry.flags & FLAG_MASK), shape)
     values = intra.decode(stream, scene.groups, shape, scene.dtype)
-    if valid is not None and scene.mask == "nodata" and scene.nodata is not None:
-        # no bump of valid samples equal to nodata (as render_tile does): the encoder made sure
-        # none decodes to it unless the source had it, and a max-error guarantee must hold
-        values[:, ~valid] = scene.nodata
+    if scene.mask == "nodata" and scene.nodata is not None:
+        if intra.codec_of(stream) != "jpegls":
+            # lossy JPEG 2000: as render_tile, on every tile of the scene; JPEG-LS tiles are kept
+            # off nodata by the encoder (lossless where NEAR would land on it), so a max-error
+            # guarantee holds unbumped
+            keep_off_nodata(values, valid if valid is not None else np.ones(shape, bool), scene.nodata)
+        if valid is not None:
+            values[:, ~valid] = scene.nodata
     return TileLatents(None, valid, values)
 
 
@@ -172,14 +175,8 @@ def render_tile(
 
 def apply_mask(out: np.ndarray, valid: np.ndarray, scene: SceneHeader) -> None:
     if scene.mask == "nodata" and scene.nodata is not None:
-        nd = scene.nodata
-        if not (isinstance(nd, float) and math.isnan(nd)) and np.issubdtype(out.dtype, np.integer):
-            # a valid pixel must not decode to the nodata value, or readers would drop it
-            info = np.iinfo(out.dtype)
-            bump = 1 if nd < info.max else -1
-            clash = (out == nd) & valid[None]
-            out[clash] = nd + bump
-        out[:, ~valid] = nd
+        keep_off_nodata(out, valid, scene.nodata)
+        out[:, ~valid] = scene.nodata
     elif scene.mask == "nan":
         out[:, ~valid] = np.nan
 

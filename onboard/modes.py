@@ -14,17 +14,25 @@ Three ways to use the classical modes of :mod:`fool.shared.intra`:
   default (about 17 % fewer bytes than 5/3 on 128-px tiles; float inverse DWT, so the ground
   decodes it exactly only up to +-1 grey level across OpenJPEG builds and CPUs, like the learned
   synthesis), or the reversible 5/3 for an integer-exact reconstruction (shared.intra).
+  Scenes of several band groups try two JPEG 2000 layouts at the learned tile's PSNR, one
+  codestream per group and one of every band (shared.intra ``LAYOUTS``), and keep the cheaper
+  for the other targets: the joint codestream halves a Landsat composite tile's bytes, one per
+  group with the colour transform saves 20 % on NAIP.
 * quality above the model's top level L (``-q L+1`` .. ``L+4``; 9 .. 12 for an 8-level model):
   every tile is JPEG 2000 at a fixed PSNR target (:func:`upper_target`), the range the learned
-  codec cannot reach (it stops at about 35.5 dB on UC Merced).
+  codec cannot reach (it stops at about 35.5 dB on UC Merced), in the layout of lower rate at
+  equal quality (:meth:`ModeChooser.fixed`).
 * ``max_error=N``: every tile is JPEG-LS with ``NEAR = N``: no sample decodes more than N raw
   units from its source (JPEG-LS decodes integer-exactly, so the bound holds on every machine).
   The encoder decodes each payload and checks it.
 
 Tiles with a validity mask (nodata) have their invalid pixels filled with the band's valid
-mean before classical coding (the decoder writes nodata over them). A valid sample that would
-decode to the nodata value where the source did not hold it would be dropped by readers, so
-such a tile falls back to lossless JPEG-LS (it never happens in lossless coding).
+mean before classical coding (the decoder writes nodata over them), and every mode judges
+them on their valid pixels alone. A valid sample that decodes to the nodata value would be
+dropped by readers: the ground moves lossy (learned and JPEG 2000) samples one grey level off
+it (:func:`fool.shared.scene.keep_off_nodata`), and the encoder judges tiles with that move
+applied. A JPEG-LS tile whose ``NEAR`` would land a sample on nodata falls back to lossless
+JPEG-LS instead, because a move could break the ``--max-error`` bound.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from fool.shared import intra
 from fool.shared.bands import BandRange
 from fool.shared.errors import InputError
 from fool.shared.latent_codec import QUALITY_STEP, LatentCodec, fill_unsent
+from fool.shared.scene import keep_off_nodata, unpack_tile
 
 MODE_CHOICES = ("learned", "auto")
 #: PSNR targets (dB) of the qualities above a model's top level L: L + 1 .. L + 4 (9 .. 12 for an
@@ -111,9 +120,11 @@ def raw_psnr(original: np.ndarray, decoded: np.ndarray, valid: np.ndarray | None
 
 def clashes(original: np.ndarray, decoded: np.ndarray, valid: np.ndarray | None, nodata) -> bool:
     """Whether a valid sample decodes to the nodata value where the source did not hold it."""
-    if valid is None or nodata is None or (isinstance(nodata, float) and math.isnan(nodata)):
+    if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)):
         return False
-    hit = (decoded == nodata) & (original != nodata) & valid[None]
+    hit = (decoded == nodata) & (original != nodata)
+    if valid is not None:
+        hit &= valid[None]
     return bool(hit.any())
 
 
@@ -150,8 +161,20 @@ class ModeChooser:
         """Whether tiles need the analysis (and a learned payload) at all."""
         return self.upper is None and self.max_error is None
 
-    def _checked(self, values: np.ndarray, valid: np.ndarray | None, payload: bytes) -> np.ndarray:
+    @property
+    def layouts(self) -> tuple[str, ...]:
+        """The JPEG 2000 layouts worth trying: one codestream per band group, and for scenes of
+        several groups one codestream of every band (:data:`fool.shared.intra.LAYOUTS`)."""
+        bands = sum(len(g) for g in self.groups)
+        if len(self.groups) > 1 and bands <= intra.MAX_PART_COMPONENTS:
+            return intra.LAYOUTS
+        return (intra.GROUPS,)
+
+    def _decoded(self, values: np.ndarray, valid: np.ndarray | None, payload: bytes, lossy: bool) -> np.ndarray:
+        """The tile as the ground decodes ``payload``, invalid pixels set to the source's (they are masked)."""
         decoded = intra.decode(payload, self.groups, (values.shape[1], values.shape[2]), self.dtype)
+        if lossy:
+            keep_off_nodata(decoded, _all_valid(values, valid), self.nodata)
         if valid is not None:
             decoded[:, ~valid] = values[:, ~valid]
         return decoded
@@ -162,7 +185,7 @@ class ModeChooser:
     def jpegls(self, values: np.ndarray, valid: np.ndarray | None) -> tuple[bytes, str]:
         near = int(self.max_error or 0)
         payload = intra.encode_jpegls(filled(values, valid), self.groups, near)
-        decoded = self._checked(values, valid, payload)
+        decoded = self._decoded(values, valid, payload, lossy=False)
         err = np.abs(decoded.astype(np.int64) - values)
         if int(err.max()) > near:  # JPEG-LS guarantees it; a library that did not would be caught here
             raise RuntimeError(f"JPEG-LS decoded {int(err.max())} units from the source, more than NEAR={near}")
@@ -170,25 +193,32 @@ class ModeChooser:
             return self.lossless(values, valid), JPEGLS
         return payload, JPEGLS
 
-    def j2k(self, values: np.ndarray, valid: np.ndarray | None, target: float) -> tuple[bytes, np.ndarray]:
-        payload = intra.encode_j2k(filled(values, valid), self.groups, target, self.wavelet)
-        return payload, self._checked(values, valid, payload)
-
-    def _may_clash(self, valid: np.ndarray | None) -> bool:
-        """Whether a decoded sample could land on the nodata value (only then is a decode needed)."""
-        return valid is not None and self.nodata is not None
+    def j2k(
+        self, values: np.ndarray, valid: np.ndarray | None, target: float, layout: str = intra.GROUPS
+    ) -> tuple[bytes, np.ndarray]:
+        payload = intra.encode_j2k(filled(values, valid), self.groups, target, self.wavelet, layout)
+        return payload, self._decoded(values, valid, payload, lossy=True)
 
     def fixed(self, values: np.ndarray, valid: np.ndarray | None) -> tuple[bytes, str]:
-        """Upper range or max error: the tile's one classical payload."""
+        """Upper range or max error: the tile's one classical payload. Of the JPEG 2000 layouts
+        the one of lowest ``bits per pixel - bands * PSNR / 6.02`` is kept: at these rates a
+        sample costs one bit per 6.02 dB, so that is the rate at equal quality."""
         if self.max_error is not None:
             return self.jpegls(values, valid)
         assert self.upper is not None
-        if not self._may_clash(valid):  # nothing to check: no decode on board
+        layouts = self.layouts
+        if len(layouts) == 1:  # nothing to compare: no decode on board (the ground keeps it off nodata)
             return intra.encode_j2k(filled(values, valid), self.groups, self.upper, self.wavelet), J2K
-        payload, decoded = self.j2k(values, valid, self.upper)
-        if clashes(values, decoded, valid, self.nodata):
-            return self.lossless(values, valid), JPEGLS
-        return payload, J2K
+        pixels = _valid_pixels(values, valid)
+        bands = values.shape[0]
+        best: tuple[float, bytes] | None = None
+        for layout in layouts:
+            payload, decoded = self.j2k(values, valid, self.upper, layout)
+            cost = 8 * len(payload) / pixels - bands * raw_psnr(values, decoded, valid) / 6.02
+            if best is None or cost < best[0]:
+                best = (cost, payload)
+        assert best is not None
+        return best[1], J2K
 
     def learned_values(self, stream: bytes, shape: tuple[int, int], padded: tuple[int, int], sent) -> np.ndarray:
         """The ground's reconstruction of a learned tile (without a halo's neighbours)."""
@@ -206,21 +236,48 @@ class ModeChooser:
     def choose(
         self, values: np.ndarray, valid: np.ndarray | None, learned: bytes, padded: tuple[int, int], sent
     ) -> tuple[bytes, str]:
-        """``auto``: the learned payload or a JPEG 2000 one, whichever costs less. Tiles with a
-        mask, and samples other than uint8/uint16, stay learned."""
-        if valid is not None or not intra_dtype_ok(self.dtype):
+        """``auto``: the learned payload or a JPEG 2000 one, whichever costs less over the tile's
+        valid pixels. ``learned`` is the tile's payload (with its mask, if any); a JPEG 2000
+        result is the bare intra payload (the caller adds the mask). The JPEG 2000 layout is
+        chosen at the learned tile's PSNR and kept for the other targets. Samples other than
+        uint8/uint16 stay learned."""
+        if not intra_dtype_ok(self.dtype):
             return learned, LEARNED
-        pixels = values.shape[1] * values.shape[2]
+        shape = (values.shape[1], values.shape[2])
+        stream = unpack_tile(learned, valid is not None, shape)[0]
+        pixels = _valid_pixels(values, valid)
         scale = self.lam * 255**2
-        rec = self.learned_values(learned, (values.shape[1], values.shape[2]), padded, sent)
-        best = (scale * unit_mse(values, rec, self.ranges, self.groups, None) + 8 * len(learned) / pixels, LEARNED)
-        base, payload = raw_psnr(values, rec, None), learned
+        rec = self.learned_values(stream, shape, padded, sent)
+        keep_off_nodata(rec, _all_valid(values, valid), self.nodata)
+
+        def cost(decoded: np.ndarray, payload: bytes) -> float:
+            return scale * unit_mse(values, decoded, self.ranges, self.groups, valid) + 8 * len(payload) / pixels
+
+        best, payload, kind = cost(rec, stream), learned, LEARNED
+        base = raw_psnr(values, rec, valid)
+        at_base = []
+        for layout in self.layouts:
+            candidate, decoded = self.j2k(values, valid, base, layout)
+            at_base.append((cost(decoded, candidate), candidate, layout))
+        c, candidate, layout = min(at_base, key=lambda t: t[0])
+        if c < best:
+            best, payload, kind = c, candidate, J2K
         for offset in AUTO_OFFSETS:
-            candidate, decoded = self.j2k(values, None, base + offset)
-            cost = scale * unit_mse(values, decoded, self.ranges, self.groups, None) + 8 * len(candidate) / pixels
-            if cost < best[0]:
-                best, payload = (cost, J2K), candidate
-        return payload, best[1]
+            if offset == 0.0:
+                continue
+            candidate, decoded = self.j2k(values, valid, base + offset, layout)
+            c = cost(decoded, candidate)
+            if c < best:
+                best, payload, kind = c, candidate, J2K
+        return payload, kind
+
+
+def _all_valid(values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    return valid if valid is not None else np.ones(values.shape[1:], bool)
+
+
+def _valid_pixels(values: np.ndarray, valid: np.ndarray | None) -> int:
+    return int(valid.sum()) if valid is not None else values.shape[1] * values.shape[2]
 
 
 _SYNTHESES: dict[str, object] = {}

@@ -5,8 +5,9 @@ it in several packets of a scene, so that losing any one packet never loses the 
 because at low rates a JSON header was a sixth of a 256x256 image's file. Fields that are
 usually at their default (bit depth from the dtype, 8-bit value ranges, source bands 1..n,
 no band descriptions, no halo) cost one flag bit, and the tiler's default band groups
-(:func:`plan_groups` of the band count, dtype and colour interpretation) one zero byte; the CRS is an EPSG code when that code
-reproduces the source CRS exactly, otherwise zlib-compressed WKT. Layout: docs/format.md.
+(:func:`plan_groups` of the band count, dtype and colour interpretation) one zero byte; the
+CRS is an EPSG code when that code reproduces the source CRS exactly, otherwise
+zlib-compressed WKT. Layout: docs/format.md.
 """
 
 from __future__ import annotations

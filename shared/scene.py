@@ -149,3 +149,22 @@ def unpack_tile(payload: bytes, has_mask: bool, shape: tuple[int, int]) -> tuple
         raise ContainerError("tile mask has the wrong size")
     mask = np.unpackbits(np.frombuffer(raw, np.uint8))[: shape[0] * shape[1]].reshape(shape).astype(bool)
     return payload[pos + n :], mask
+
+
+def keep_off_nodata(values: np.ndarray, valid: np.ndarray, nodata: float | None) -> None:
+    """Moves valid samples that decoded to the integer ``nodata`` value one step off it, in place.
+
+    A reader drops every sample equal to nodata, so a lossy decode must not land a valid pixel
+    on it; one grey level is the smallest change that keeps it. Both sides call this: the ground
+    on every lossy tile, the encoder to judge a tile as the ground will decode it. (Lossless and
+    max-error tiles never need it: the encoder keeps them off nodata itself.)"""
+    if nodata is None or (isinstance(nodata, float) and math.isnan(nodata)):
+        return
+    if not np.issubdtype(values.dtype, np.integer):
+        return
+    info = np.iinfo(values.dtype)
+    if not info.min <= nodata <= info.max:
+        return
+    bump = 1 if nodata < info.max else -1
+    clash = (values == nodata) & valid[None]
+    values[clash] = values.dtype.type(nodata + bump)

@@ -5,6 +5,7 @@ import random
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from fool.shared.errors import ChecksumError, ContainerError, OutputError, VersionError
 from fool.shared.format import (
@@ -17,7 +18,7 @@ from fool.shared.format import (
     write_container,
 )
 from fool.shared.header import decode_header, encode_header
-from fool.shared.scene import SceneHeader
+from fool.shared.scene import SceneHeader, keep_off_nodata
 from fool.shared.varint import read_varint, varint
 
 SHA = "0123456789abcdef" * 4
@@ -317,3 +318,23 @@ def test_writer_copies_a_received_header_record_verbatim(tmp_path):
         w.add_tile(0, 0, b"abc", 1024)
     with Container.open(tmp_path / "o.fool") as c:
         assert c.version == 5 and c.header_bytes == rec and c.payload(c.tiles[0]) == b"abc"
+
+
+@pytest.mark.parametrize(
+    "dtype,nodata,to", [("uint8", 0, 1), ("uint8", 255, 254), ("uint16", 0.0, 1), ("uint16", 65535, 65534)]
+)
+def test_valid_samples_are_moved_one_step_off_nodata(dtype, nodata, to):
+    values = np.full((2, 3, 3), nodata, dtype)
+    values[1, 0, 0] = 7
+    valid = np.ones((3, 3), bool)
+    valid[2, 2] = False
+    keep_off_nodata(values, valid, nodata)
+    assert values[1, 0, 0] == 7 and values[0, 2, 2] == nodata and values[1, 2, 2] == nodata
+    assert (values[:, :2] != nodata).all() and values[0, 0, 0] == to
+
+
+@pytest.mark.parametrize("dtype,nodata", [("uint8", None), ("uint8", float("nan")), ("uint8", -9999), ("float32", 0)])
+def test_nothing_moves_without_an_integer_nodata_in_range(dtype, nodata):
+    values = np.zeros((1, 2, 2), dtype)
+    keep_off_nodata(values, np.ones((2, 2), bool), nodata)
+    assert (values == 0).all()

@@ -19,8 +19,9 @@ from fool.onboard.modes import lambda_for, unit_mse
 from fool.shared import intra
 from fool.shared.bands import BandRange
 from fool.shared.errors import ContainerError, InputError
-from fool.shared.format import MODE_CODEC, MODE_INTRA, Container, write_container
+from fool.shared.format import FLAG_MASK, MODE_CODEC, MODE_INTRA, Container, write_container
 from fool.shared.latent_codec import QUALITY_STEP, LatentCodec
+from fool.shared.scene import unpack_tile
 from fool.shared.windows import ContactWindow
 from fool.shared.zoo import DEFAULT_LAMBDA, DEFAULT_MODEL, DEFAULT_QUALITY, default_quality, find
 
@@ -287,7 +288,13 @@ def _psnr_raw(a: np.ndarray, b: np.ndarray, top: int) -> float:
 
 def _intra_codecs(path: Path) -> set[int]:
     with Container.open(path) as c:
-        return {c.payload(e)[0] for e in c.coded_tiles if e.mode == MODE_INTRA}
+        grid = c.scene.grid
+        out = set()
+        for e in c.coded_tiles:
+            if e.mode == MODE_INTRA:
+                tile = grid.tile(e.row, e.col)
+                out.add(unpack_tile(c.payload(e), bool(e.flags & FLAG_MASK), (tile.height, tile.width))[0][0])
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -404,3 +411,131 @@ def test_default_quality_is_the_level_trained_at_the_default_lambda(scenes, tmp_
     with Container.open(tmp_path / "x.fool") as c:
         assert {t.quality for t in c.tiles} == {int(default * QUALITY_STEP)}
     assert default_quality([]) == DEFAULT_QUALITY
+
+
+JOINT_CASES = [c for c in CASES if len(c[3]) > 1]
+
+
+@pytest.mark.parametrize("wavelet", [53, 97])
+@pytest.mark.parametrize("shape,top,dtype,groups", JOINT_CASES)
+def test_joint_layout_is_one_codestream_of_every_band_without_colour_transform(shape, top, dtype, groups, wavelet):
+    values = _img(5, shape, top, dtype)
+    payload = intra.encode_j2k(values, groups, 33.0, wavelet, intra.JOINT)
+    assert payload[0] == {53: intra.CODEC_J2K_PARTS, 97: intra.CODEC_J2K97_PARTS}[wavelet]
+    assert payload[1:3] == bytes([1, shape[0]])  # one part of every band, no colour transform
+    back = intra.decode(payload, groups, shape[1:], dtype.__name__)
+    whole = intra._j2k_raw(values, payload[3], 33.0, wavelet == 53, mct=False)
+    n, start = intra.read_varint(payload, 4, "length", 5)
+    _, body = intra._split_header(whole, intra.SOT, False)
+    assert payload[start:] == whole[body + intra.TILE_PART_BYTES : -2] and start + n == len(payload)
+    assert np.array_equal(back, np.asarray(imagecodecs.jpeg2k_decode(whole)).transpose(2, 0, 1))
+
+
+def test_joint_layout_of_one_group_is_the_group_layout():
+    values = _img(6, (3, 40, 40), 255)
+    assert intra.encode_j2k(values, [[1, 2, 3]], 33.0, 97, intra.JOINT) == intra.encode_j2k(
+        values, [[1, 2, 3]], 33.0, 97
+    )
+    with pytest.raises(ValueError, match="layout must be one of"):
+        intra.encode_j2k(values, [[1, 2, 3]], 33.0, 97, "diagonal")
+
+
+def test_explicit_parts_are_checked_against_the_bands():
+    values = _img(7, (4, 32, 40), 255)
+    groups = [[1, 2, 3], [4]]
+    joint = intra.encode_j2k(values, groups, 35.0, 97, intra.JOINT)
+    intra.decode(joint, groups, (32, 40), "uint8")
+    body = joint[3:]
+    for bad in (
+        bytes([5]),  # no part count
+        bytes([5, 0]) + body,  # no parts
+        bytes([5, 5, 1, 1, 1, 1, 1]) + body,  # more parts than bands
+        bytes([5, 1, 3]) + body,  # parts cover 3 of 4 bands
+        bytes([5, 1, 5]) + body,  # and 5 of 4
+        bytes([5, 2, 0, 4]) + body,  # an empty part
+        bytes([5, 2, 0x82, 2]) + body,  # colour transform on 2 components
+        bytes([5, 1, 0x84]) + body,  # and on 4
+        bytes([5, 2, 0x83, 1]),  # parts but no codestreams
+        bytes([5, 2, 0x83, 1]) + body,  # the second part's codestream is missing
+        joint[:3] + bytes([17]) + joint[4:],  # precision above uint8
+        joint[:-1],
+        joint + b"\x00",
+    ):
+        with pytest.raises(ContainerError):
+            intra.decode(bad, groups, (32, 40), "uint8")
+    rng = random.Random(11)
+    for _ in range(150):
+        buf = bytearray(joint)
+        for _ in range(rng.randint(1, 6)):
+            buf[rng.randrange(len(buf))] = rng.randrange(256)
+        try:
+            out = intra.decode(bytes(buf), groups, (32, 40), "uint8")
+        except ContainerError:
+            continue
+        assert out.shape == (4, 32, 40)
+
+
+def test_explicit_parts_with_the_colour_transform_decode():
+    """The decoder takes any parts that cover the bands in order: RGB with ICT, then NIR."""
+    values = _img(8, (4, 48, 48), 255)
+    groups = [[1, 2, 3], [4]]
+    grouped = intra.encode_j2k(values, groups, 35.0, 53)  # codec 1: the same codestreams, implicit parts
+    payload = bytes([intra.CODEC_J2K_PARTS, 2, 0x83, 1]) + grouped[1:]
+    assert np.array_equal(
+        intra.decode(payload, groups, (48, 48), "uint8"), intra.decode(grouped, groups, (48, 48), "uint8")
+    )
+
+
+def _composite(team_data: Path, tmp_path: Path, size: int = 256) -> Path:
+    """A Landsat SWIR/NIR/red/green composite crop with a nodata corner (correlated bands, the
+    case one joint codestream wins)."""
+    src = team_data / "scenes" / "landsat_composites" / "2005.tif"
+    with rasterio.open(src) as r:
+        y, x = (r.height - size) // 2, (r.width - size) // 2
+        window = rasterio.windows.Window(x, y, size, size)
+        values = r.read(window=window)
+        profile = r.profile | {"width": size, "height": size, "transform": r.window_transform(window)}
+    values[values == 0] = 1
+    values[:, : size // 3, : size // 3] = 0
+    profile.update(nodata=0, tiled=False)
+    profile.pop("blockxsize", None), profile.pop("blockysize", None)
+    with rasterio.open(tmp_path / "composite.tif", "w", **profile) as w:
+        w.write(values)
+    return tmp_path / "composite.tif"
+
+
+@pytest.mark.parametrize("upper,modes", [(False, "auto"), (True, "learned")])
+def test_masked_multispectral_tiles_code_classically_and_stay_off_nodata(team_data, tmp_path, upper, modes):
+    """Masked tiles take part in ``auto`` and the upper range keeps JPEG 2000 on them (no lossless
+    fallback); the upper range picks the joint codestream on correlated bands."""
+    src = _composite(team_data, tmp_path)
+    quality = LatentCodec.load(find("fool-m2").tables).levels + 1.0 if upper else 5.0
+    r = compress_scene(src, tmp_path / "x.fool", model="fool-m2", quality=quality, modes=modes)
+    assert "jpegls" not in r.modes
+    if upper:
+        assert r.modes == {"j2k": 4} and intra.CODEC_J2K97_PARTS in _intra_codecs(tmp_path / "x.fool")
+    decode_container(tmp_path / "x.fool", tmp_path / "x.tif")
+    a, b = _read(src), _read(tmp_path / "x.tif")
+    invalid = (a == 0).all(axis=0)
+    assert invalid.any() and (b[:, invalid] == 0).all()
+    assert not (b[:, ~invalid] == 0).any()  # no valid sample reads back as nodata
+    assert _psnr(a[:, ~invalid], b[:, ~invalid]) > 25.0
+
+
+def test_auto_judges_masked_tiles_as_the_ground_decodes_them(team_data, tmp_path, monkeypatch):
+    """The learned candidate of a masked tile is its decoded stream (not the mask bytes), so its
+    PSNR is the learned codec's, and JPEG 2000 candidates are tried on it."""
+    from fool.onboard import modes as modelib
+
+    seen: list[float] = []
+    original = modelib.ModeChooser.j2k
+
+    def spy(self, values, valid, target, layout=intra.GROUPS):
+        seen.append(target)
+        return original(self, values, valid, target, layout)
+
+    monkeypatch.setattr(modelib.ModeChooser, "j2k", spy)
+    src = _composite(team_data, tmp_path)
+    compress_scene(src, tmp_path / "x.fool", model="fool-m2", quality=5.0, modes="auto")
+    assert len(seen) == 4 * (len(modelib.AUTO_OFFSETS) + 1)  # two layouts at the base target, then one
+    assert min(seen) > 20.0  # every base is a real learned PSNR (the corner tile is 44 % nodata)
