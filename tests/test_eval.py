@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from fool.shared import zoo
 
@@ -111,3 +112,24 @@ def test_classical_references_skip_float_images():
 
     img = np.random.default_rng(5).random((3, 64, 64))
     assert eval_classical("jpeg2000", Path("f.tif"), img, 8) == []
+
+
+def test_the_colour_transform_reference_codes_rgb_with_ict_plus_the_rest():
+    """4-band images: bands 1-3 with the colour transform and band 4 as two codestreams, whose
+    every byte (and the 4-byte split) is counted; 3-band images have no such reference."""
+    import imagecodecs
+
+    from fool.evaluate import eval_classical
+
+    yy, xx = np.mgrid[0:96, 0:128]
+    base = (np.sin(xx / 6.0) * np.cos(yy / 9.0) + 1) * 100
+    img = np.stack([base + 10, base + 20, base + 5, 255 - base]).astype(np.uint8)
+    points = eval_classical("jpeg2000-ict", Path("four.tif"), img, 8)
+    assert points and all(p.codec == "jpeg2000-ict" for p in points)
+    p = points[3]
+    hwc = np.ascontiguousarray(img.transpose(1, 2, 0))
+    rgb = imagecodecs.jpeg2k_encode(np.ascontiguousarray(hwc[..., :3]), level=p.setting, codecformat="J2K")
+    nir = imagecodecs.jpeg2k_encode(np.ascontiguousarray(hwc[..., 3]), level=p.setting, codecformat="J2K")
+    assert p.bpp == pytest.approx(8 * (4 + len(rgb) + len(nir)) / (96 * 128))
+    assert p.psnr > 25.0
+    assert eval_classical("jpeg2000-ict", Path("three.tif"), img[:3], 8) == []

@@ -24,7 +24,8 @@ from fool.shared.geometry import DEFAULT_TILE
     multiple=True,
     default=("jpeg2000", "jpeg2000-rate", "jpegxl", "webp", "jpeg", "ccsds121"),
     show_default=True,
-    help="Reference codecs, repeated or comma-separated; ccsds121 (libaec) is the lossless reference for integer data.",
+    help="Reference codecs, repeated or comma-separated; ccsds121 (libaec) is the lossless reference for integer data; "
+    "jpeg2000-ict codes 4+ band images as bands 1-3 with the colour transform plus the rest, as opj_compress does.",
 )
 @click.option("--limit", type=int, help="Evaluate an evenly spread subset of this many images.")
 @click.option("--tile-size", default=DEFAULT_TILE, show_default=True)
