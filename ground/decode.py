@@ -99,7 +99,9 @@ def _tile_latents(symbols, coded: np.ndarray | None, valid: np.ndarray | None) -
 
 
 def decode_intra(entry: TileEntry, payload: bytes, scene: SceneHeader) -> TileLatents:
-    """An intra tile -> its raw values, exact on every machine (:mod:`fool.shared.intra`)."""
+    """An intra tile -> its raw values (:mod:`fool.shared.intra`; exact on every machine for
+    5/3 and JPEG-LS, within one grey level across OpenJPEG builds for 9/7), lossy JPEG 2000
+    samples moved off nodata as learned ones are."""
     tile: Tile = scene.grid.tile(entry.row, entry.col)
     shape = (tile.height, tile.width)
     stream, valid = unpack_tile(payload, bool(entry.flags & FLAG_MASK), shape)

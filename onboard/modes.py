@@ -110,8 +110,10 @@ def unit_mse(
 
 
 def raw_psnr(original: np.ndarray, decoded: np.ndarray, valid: np.ndarray | None) -> float:
-    """PSNR (dB) over all bands, peak of the tile's precision: what OpenJPEG's target measures."""
-    top = int(original.max()) if original.size else 0
+    """PSNR (dB) over all bands and valid pixels, peak of the tile's precision over its valid
+    pixels (invalid ones are filled before coding): what OpenJPEG's target measures."""
+    seen = original if valid is None else original[:, valid]
+    top = int(seen.max()) if seen.size else 0
     peak = 255.0 if original.dtype == np.uint8 else float(2 ** max(1, top.bit_length()) - 1)
     d = original.astype(np.float64) - decoded
     mse = float(np.mean(np.square(d if valid is None else d[:, valid])))
