@@ -124,11 +124,13 @@ def j2k_ict_and_rest(hwc: np.ndarray, target: float, bits: int) -> bytes:
     import imagecodecs as ic
 
     depth = bits if bits > 8 else None
-    first = bytes(
-        ic.jpeg2k_encode(np.ascontiguousarray(hwc[..., :3]), level=target, codecformat="J2K", bitspersample=depth)
-    )  # type: ignore[arg-type]
-    rest = np.ascontiguousarray(hwc[..., 3:] if hwc.shape[-1] > 4 else hwc[..., 3])
-    second = bytes(ic.jpeg2k_encode(rest, level=target, codecformat="J2K", bitspersample=depth))  # type: ignore[arg-type]
+
+    def enc(part: np.ndarray) -> bytes:
+        # the stub types ``level`` as int, but OpenJPEG takes a float PSNR target
+        return bytes(ic.jpeg2k_encode(part, level=target, codecformat="J2K", bitspersample=depth))  # type: ignore[arg-type]
+
+    first = enc(np.ascontiguousarray(hwc[..., :3]))
+    second = enc(np.ascontiguousarray(hwc[..., 3:] if hwc.shape[-1] > 4 else hwc[..., 3]))
     return len(first).to_bytes(4, "big") + first + second
 
 
