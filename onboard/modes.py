@@ -15,8 +15,8 @@ Three ways to use the classical modes of :mod:`fool.shared.intra`:
   decodes it exactly only up to +-1 grey level across OpenJPEG builds and CPUs, like the learned
   synthesis), or the reversible 5/3 for an integer-exact reconstruction (shared.intra).
   Scenes of several band groups try two JPEG 2000 layouts at the learned tile's PSNR, one
-  codestream per group and one of every band (shared.intra ``LAYOUTS``), and keep the cheaper
-  for the other targets: the joint codestream halves a Landsat composite tile's bytes, one per
+  codestream per group and one of every band (shared.intra ``LAYOUTS``), and search the
+  target in the cheaper: the joint codestream halves a Landsat composite tile's bytes, one per
   group with the colour transform saves 20 % on NAIP.
 * quality above the model's top level L (``-q L+1`` .. ``L+4``; 9 .. 12 for an 8-level model):
   every tile is JPEG 2000 at a fixed PSNR target (:func:`upper_target`), the range the learned
