@@ -111,7 +111,7 @@ def decode_intra(entry: TileEntry, payload: bytes, scene: SceneHeader) -> TileLa
             # lossy JPEG 2000: as render_tile, on every tile of the scene; JPEG-LS tiles are kept
             # off nodata by the encoder (lossless where NEAR would land on it), so a max-error
             # guarantee holds unbumped
-            keep_off_nodata(values, valid if valid is not None else np.ones(shape, bool), scene.nodata)
+            keep_off_nodata(values, valid, scene.nodata)
         if valid is not None:
             values[:, ~valid] = scene.nodata
     return TileLatents(None, valid, values)

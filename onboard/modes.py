@@ -187,7 +187,7 @@ class ModeChooser:
         """The tile as the ground decodes ``payload``, invalid pixels set to the source's (they are masked)."""
         decoded = intra.decode(payload, self.groups, (values.shape[1], values.shape[2]), self.dtype)
         if lossy:
-            keep_off_nodata(decoded, _all_valid(values, valid), self.nodata)
+            keep_off_nodata(decoded, valid, self.nodata)
         if valid is not None:
             decoded[:, ~valid] = values[:, ~valid]
         return decoded
@@ -261,7 +261,7 @@ class ModeChooser:
         pixels = _valid_pixels(values, valid)
         scale = self.lam * 255**2
         rec = self.learned_values(stream, shape, padded, sent)
-        keep_off_nodata(rec, _all_valid(values, valid), self.nodata)
+        keep_off_nodata(rec, valid, self.nodata)
 
         def cost(decoded: np.ndarray, payload: bytes) -> float:
             return scale * unit_mse(values, decoded, self.ranges, self.groups, valid) + 8 * len(payload) / pixels
@@ -291,10 +291,6 @@ class ModeChooser:
         if c < best:
             payload, kind = candidate, J2K
         return payload, kind
-
-
-def _all_valid(values: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    return valid if valid is not None else np.ones(values.shape[1:], bool)
 
 
 def _valid_pixels(values: np.ndarray, valid: np.ndarray | None) -> int:

@@ -45,8 +45,9 @@ strips it. OpenJPEG writes one tile holding one tile-part, so its SOT segment (t
 of 1) and SOD say nothing but the tile-part length, which the decoder rebuilds from the stored
 length: 14 bytes a band group fewer (UC Merced dev, 22 hard images, ``--modes auto``: mean
 per-image BD-rate vs JPEG 2000 +11.7 % -> +10.9 %). The encoder checks that its tile-part
-header is that one. A side effect is safety: the image size the decoder allocates comes from trusted code, not from
-the payload, and the component counts of codecs 4/5 are checked against the scene's bands.
+header is that one. A side effect is safety: the image size the decoder allocates comes from
+trusted code, not from the payload, and the component counts of codecs 4/5 are checked
+against the scene's bands.
 
 Determinism. The codestream (the symbols) of every codec decodes bit-exactly everywhere. The
 samples differ in kind: the reversible 5/3 wavelet and RCT are integer arithmetic, so every

@@ -151,8 +151,9 @@ def unpack_tile(payload: bytes, has_mask: bool, shape: tuple[int, int]) -> tuple
     return payload[pos + n :], mask
 
 
-def keep_off_nodata(values: np.ndarray, valid: np.ndarray, nodata: float | None) -> None:
-    """Moves valid samples that decoded to the integer ``nodata`` value one step off it, in place.
+def keep_off_nodata(values: np.ndarray, valid: np.ndarray | None, nodata: float | None) -> None:
+    """Moves valid samples (every sample when ``valid`` is None) that decoded to the integer
+    ``nodata`` value one step off it, in place.
 
     A reader drops every sample equal to nodata, so a lossy decode must not land a valid pixel
     on it; one grey level is the smallest change that keeps it. Both sides call this: the ground
@@ -166,5 +167,7 @@ def keep_off_nodata(values: np.ndarray, valid: np.ndarray, nodata: float | None)
     if not info.min <= nodata <= info.max:
         return
     bump = 1 if nodata < info.max else -1
-    clash = (values == nodata) & valid[None]
+    clash = values == nodata
+    if valid is not None:
+        clash &= valid[None]
     values[clash] = values.dtype.type(nodata + bump)
