@@ -37,6 +37,10 @@ class TrainOptions:
     max_minutes: float | None = None
     batch: int = 8
     crop: int = 128
+    #: further crop sizes; steps cycle through (crop, *more_crops) and a step at size c takes
+    #: batch x (crop / c)^2 crops, so every step sees about as many pixels. Tiles of 256 px put
+    #: hyper-latents off the tile border, which 128-px crops (a 2x2 hyper-latent) never show.
+    more_crops: tuple[int, ...] = ()
     lr: float = 3e-4
     lr_min: float = 3e-5
     warmup: int = 500  # steps of linear LR warm-up at the start of every run (fresh Adam moments)
@@ -99,7 +103,7 @@ class CropSource:
                 data = integer_range(8).to_unit(arr)
             else:  # as the tiler does: deeper and float bands are stretched by their own min/max
                 data = np.stack([BandRange(float(b.min()), float(b.max())).to_unit(b) for b in arr])
-            if min(data.shape[1:]) < crop:
+            if min(data.shape[1:]) < crop:  # the smallest crop size; larger ones re-draw (sample)
                 continue
             bands = [data[i : i + 1] for i in range(data.shape[0])]
             if data.shape[0] >= 3 and dtype == "uint8":
@@ -118,12 +122,18 @@ class CropSource:
             return self.gray
         return self.rgb or self.gray or self.deep
 
-    def sample(self) -> np.ndarray:
-        pool = self._pool()
-        img = pool[self.rng.integers(len(pool))]
-        _, h, w = img.shape
-        y, x = self.rng.integers(h - self.crop + 1), self.rng.integers(w - self.crop + 1)
-        c = img[:, y : y + self.crop, x : x + self.crop]
+    def sample(self, crop: int | None = None) -> np.ndarray:
+        size = self.crop if crop is None else crop
+        for _ in range(1000):
+            pool = self._pool()
+            img = pool[self.rng.integers(len(pool))]
+            _, h, w = img.shape
+            if min(h, w) >= size:
+                break
+        else:
+            raise FoolError(f"no training image is at least {size} px on both sides")
+        y, x = self.rng.integers(h - size + 1), self.rng.integers(w - size + 1)
+        c = img[:, y : y + size, x : x + size]
         c = np.rot90(c, self.rng.integers(4), axes=(1, 2))
         if self.rng.random() < 0.5:
             c = c[:, :, ::-1]
@@ -131,8 +141,15 @@ class CropSource:
             c = np.repeat(c, 3, axis=0)
         return np.ascontiguousarray(c)
 
-    def batch(self, n: int) -> np.ndarray:
-        return np.stack([self.sample() for _ in range(n)])
+    def batch(self, n: int, crop: int | None = None) -> np.ndarray:
+        return np.stack([self.sample(crop) for _ in range(n)])
+
+
+def crop_at(step: int, opts: TrainOptions) -> tuple[int, int]:
+    """(crop size, batch) of a step: sizes cycle, the batch shrinks with the crop's area."""
+    sizes = (opts.crop, *opts.more_crops)
+    size = sizes[step % len(sizes)]
+    return size, max(1, round(opts.batch * (opts.crop / size) ** 2))
 
 
 def find_images(roots: list[Path], exclude: tuple[str, ...] = ()) -> list[Path]:
@@ -499,8 +516,9 @@ def train(opts: TrainOptions, log=print) -> Path:
             lr = _lr_at(run.step, opts)
             for g in run.opt.param_groups:
                 g["lr"] = lr
-            x = torch.from_numpy(source.batch(opts.batch)).to(device)
-            level = torch.randint(0, levels, (opts.batch,), device=device)
+            size, n = crop_at(run.step, opts)
+            x = torch.from_numpy(source.batch(n, size)).to(device)
+            level = torch.randint(0, levels, (n,), device=device)
             logger.add(_step(run, opts, x, level, lambdas, autocast, device, features))
             if run.step % opts.log_every == 0:
                 logger.flush(run.step, run.elapsed_before + time.time() - start, lr)

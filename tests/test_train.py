@@ -5,9 +5,9 @@ import csv
 import numpy as np
 import pytest
 import torch
-from fool.shared.errors import ModelError
+from fool.shared.errors import FoolError, ModelError
 
-from fool.train import CropSource, TrainOptions, init_lineage, train
+from fool.train import CropSource, TrainOptions, crop_at, init_lineage, train
 from tests import data
 
 
@@ -26,6 +26,22 @@ def test_deep_bands_get_their_own_pool_and_range(images):
     assert crop.shape == (3, 64, 64) and np.array_equal(crop[0], crop[2])  # grey triple
     deep = src.deep[0]
     assert deep.min() == 0.0 and deep.max() == 1.0  # stretched by min/max, as the tiler does
+
+
+def test_mixed_crop_sizes_cycle_at_about_equal_pixels(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    data.write(folder / "rgb.tif", bands=3, height=128, width=140, seed=1)
+    data.write(folder / "small.tif", bands=3, height=64, width=64, seed=2)  # only for the 64-px crops
+    opts = TrainOptions(data=[folder], out=tmp_path / "m", steps=2, batch=8, crop=64, more_crops=(128,), log_every=1)
+    assert [crop_at(s, opts) for s in range(3)] == [(64, 8), (128, 2), (64, 8)]
+    src = CropSource(sorted(folder.glob("*.tif")), 64, 0.0, np.random.default_rng(0))
+    assert len(src.rgb) == 2 and src.batch(3, 128).shape == (3, 3, 128, 128) and src.sample().shape == (3, 64, 64)
+    with pytest.raises(FoolError, match="at least 256 px"):
+        src.sample(256)  # no image is that large: a clear error, not an endless re-draw
+    train(opts, log=lambda *_: None)  # a step at each size
+    rows = list(csv.DictReader(open(tmp_path / "m" / "train_log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(np.isfinite(float(r["loss"])) for r in rows)
 
 
 def test_train_resume_and_lineage(images, tmp_path):

@@ -14,7 +14,15 @@ import click
 @click.option("--steps", default=100_000, show_default=True, help="Total steps of the LR schedule.")
 @click.option("--max-minutes", type=float, default=None, help="Stop (and checkpoint) after this long.")
 @click.option("--batch", default=8, show_default=True)
-@click.option("--crop", default=128, show_default=True)
+@click.option(
+    "--crop",
+    type=click.IntRange(min=16),
+    multiple=True,
+    default=(128,),
+    show_default=True,
+    help="Crop size; repeat for mixed sizes (steps cycle through them; --batch is the smallest's, "
+    "larger crops get fewer per step at about equal pixels), e.g. --crop 128 --crop 256.",
+)
 @click.option("--lr", default=3e-4, show_default=True)
 @click.option("--lr-min", default=3e-5, show_default=True, help="Floor of the cosine schedule.")
 @click.option("--warmup", default=500, show_default=True, help="Steps of linear LR warm-up at the start of a run.")
@@ -128,7 +136,8 @@ def train(
         steps=steps,
         max_minutes=max_minutes,
         batch=batch,
-        crop=crop,
+        crop=min(crop),
+        more_crops=tuple(sorted(set(crop) - {min(crop)})),
         lr=lr,
         lr_min=lr_min,
         warmup=warmup,
