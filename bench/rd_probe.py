@@ -7,6 +7,11 @@ stays the number of record.
 
     python bench/rd_probe.py models/fool-m.pt runs/fool-m8/checkpoint.pt --images 42
     python bench/rd_probe.py runs/fool-m8/checkpoint.pt --channels-from 128   # are grown latents alive?
+    python bench/rd_probe.py models/fool-m2.pt runs/mix256/checkpoint.pt --tile 256   # as 256-px tiles code
+
+``--tile N`` codes every image as separate N-px tiles (as a container's tiles are: no context
+across them), bits summed and squared error pooled per image, so the size the model was trained
+on can be told from the size it codes at.
 """
 
 from __future__ import annotations
@@ -25,29 +30,47 @@ from fool.evaluate import bd_rate
 from fool.train import find_images
 
 
-def load_images(folder: Path, count: int) -> list[torch.Tensor]:
-    """``count`` images spread evenly over the sorted folder, cropped to multiples of 64."""
+def load_images(folder: Path, count: int, size: int | None = None) -> list[torch.Tensor]:
+    """``count`` images spread evenly over the sorted folder, cropped to multiples of 64 (and to
+    the top-left ``size`` x ``size`` when given, so large scenes stay cheap)."""
     files = find_images([folder])
     files = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).astype(int)]
     images = []
     for f in files:
         with rasterio.open(f) as ds:
             a = ds.read()[:3].astype(np.float32) / 255
+        if a.shape[0] == 1:
+            a = np.repeat(a, 3, axis=0)
         h, w = a.shape[1] // 64 * 64, a.shape[2] // 64 * 64
+        if size is not None:
+            h, w = min(h, size), min(w, size)
         images.append(torch.from_numpy(np.ascontiguousarray(a[:, :h, :w]))[None])
     return images
 
 
-def rd_point(model: FoolCodec, images: list[torch.Tensor], quality: float) -> tuple[float, float]:
-    """Mean bpp (likelihoods) and mean PSNR (dB, 8-bit peak) over the images."""
+def _tiles(x: torch.Tensor, tile: int | None) -> list[torch.Tensor]:
+    if tile is None:
+        return [x]
+    h, w = x.shape[2], x.shape[3]
+    return [x[:, :, r : r + tile, c : c + tile] for r in range(0, h, tile) for c in range(0, w, tile)]
+
+
+def rd_point(
+    model: FoolCodec, images: list[torch.Tensor], quality: float, tile: int | None = None
+) -> tuple[float, float]:
+    """Mean bpp (likelihoods) and mean PSNR (dB, 8-bit peak) over the images, each coded whole
+    or as separate ``tile``-px tiles."""
     bpp, psnr = [], []
     with torch.no_grad():
         for x in images:
-            out = model(x, torch.tensor([quality]))
-            bits = sum(float(lk.log2().neg().sum()) for lk in out["likelihoods"].values())
-            bpp.append(bits / (x.shape[2] * x.shape[3]))
-            mse = float(((out["x_hat"].clamp(0, 1) - x) ** 2).mean())
-            psnr.append(10 * math.log10(1 / mse))
+            bits = se = 0.0
+            for t in _tiles(x, tile):
+                out = model(t, torch.tensor([quality]))
+                bits += sum(float(lk.log2().neg().sum()) for lk in out["likelihoods"].values())
+                se += float(((out["x_hat"].clamp(0, 1) - t) ** 2).sum())
+            n = x.shape[2] * x.shape[3]
+            bpp.append(bits / n)
+            psnr.append(10 * math.log10(n * x.shape[1] / se))
     return float(np.mean(bpp)), float(np.mean(psnr))
 
 
@@ -85,15 +108,17 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("../shared/data/ucmerced/dev"))
     ap.add_argument("--images", type=int, default=42)
     ap.add_argument("--qualities", default="1,2,3,4,5,6,7,8")
+    ap.add_argument("--tile", type=int, default=None, help="code each image as separate tiles of this size (px)")
+    ap.add_argument("--size", type=int, default=None, help="use only each image's top-left SIZE x SIZE")
     ap.add_argument("--channels-from", type=int, default=None, help="report the use of latent channels from here on")
     ap.add_argument("-o", "--out", type=Path, default=None, help="write the curves as JSON")
     args = ap.parse_args()
-    images = load_images(args.data, args.images)
+    images = load_images(args.data, args.images, args.size)
     qualities = [float(q) for q in args.qualities.split(",")]
     curves = {}
     for path in args.models:
         model = FoolCodec.load(path)
-        points = [rd_point(model, images, q) for q in qualities]
+        points = [rd_point(model, images, q, args.tile) for q in qualities]
         curves[str(path)] = {"m": model.config.m, "step": model.trained.get("step"), "points": points}
         ref = curves[str(args.models[0])]["points"]
         bd = bd_rate(*map(np.array, zip(*ref, strict=True)), *map(np.array, zip(*points, strict=True)))
@@ -106,7 +131,9 @@ def main() -> None:
                 print(f"  q{q:g}: channels {args.channels_from}+ carry {share:.1%} of y bits, worth {loss:.2f} dB")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"data": str(args.data), "images": len(images), "curves": curves}, indent=1))
+        args.out.write_text(
+            json.dumps({"data": str(args.data), "images": len(images), "tile": args.tile, "curves": curves}, indent=1)
+        )
 
 
 if __name__ == "__main__":

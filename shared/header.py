@@ -6,8 +6,8 @@ because at low rates a JSON header was a sixth of a 256x256 image's file. Fields
 usually at their default (bit depth from the dtype, 8-bit value ranges, source bands 1..n,
 no band descriptions, no halo) cost one flag bit, and the tiler's default band groups
 (:func:`plan_groups` of the band count, dtype and colour interpretation) one zero byte; the
-CRS is an EPSG code when that code reproduces the source CRS exactly, otherwise
-zlib-compressed WKT. Layout: docs/format.md.
+CRS is an EPSG code when that code reproduces the source CRS exactly, otherwise WKT deflated
+against a fixed dictionary of common WKT (:mod:`fool.shared.crs`). Layout: docs/format.md.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Sequence
 
 from fool.shared.bands import SUPPORTED_DTYPES, plan_groups
+from fool.shared.crs import deflate_wkt, inflate_wkt
 from fool.shared.errors import ContainerError
 from fool.shared.geometry import ALIGN
 from fool.shared.scene import MASK_KINDS, SceneHeader
@@ -48,7 +49,7 @@ MAX_WKT = 1 << 16
 
 # flag bits: which optional fields follow
 _BITS, _RANGES, _SOURCE, _CRS, _TRANSFORM, _DESCRIPTIONS, _COLORINTERP, _HALO = (1 << i for i in range(8))
-_CRS_EPSG, _CRS_WKT = 1, 2
+_CRS_EPSG, _CRS_WKT, _CRS_WKT_DICT = 1, 2, 3  # kind 2 (plain zlib) is read, no longer written
 # number tags
 _NONE, _INT, _F32, _F64, _NAN = range(5)
 
@@ -100,8 +101,8 @@ def encode_header(h: SceneHeader) -> bytes:
         if h.crs.startswith("EPSG:") and h.crs[5:].isdigit():
             opt += bytes([_CRS_EPSG]) + varint(int(h.crs[5:]))
         else:
-            wkt = zlib.compress(h.crs.encode(), 9)
-            opt += bytes([_CRS_WKT]) + varint(len(wkt)) + wkt
+            wkt = deflate_wkt(h.crs)
+            opt += bytes([_CRS_WKT_DICT]) + varint(len(wkt)) + wkt
     if list(h.transform) != [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]:
         flags |= _TRANSFORM
         opt += b"".join(_num(v) for v in h.transform)
@@ -211,6 +212,11 @@ def decode_header(body: bytes) -> SceneHeader:
             try:
                 crs = zlib.decompressobj().decompress(r.take(r.varint(MAX_WKT)), MAX_WKT).decode()
             except (zlib.error, UnicodeDecodeError):
+                raise ContainerError("scene header CRS is corrupt") from None
+        elif kind == _CRS_WKT_DICT:
+            try:
+                crs = inflate_wkt(r.take(r.varint(MAX_WKT)), MAX_WKT)
+            except ValueError:
                 raise ContainerError("scene header CRS is corrupt") from None
         else:
             raise ContainerError(f"scene header has an unknown CRS kind {kind}")
