@@ -7,13 +7,13 @@ because a container is untrusted input. Its binary form is in :mod:`fool.shared.
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from fool.shared.bands import SUPPORTED_DTYPES, BandRange
 from fool.shared.errors import ContainerError
 from fool.shared.geometry import ALIGN, TileGrid
+from fool.shared.mask import decode_mask, encode_mask
 from fool.shared.varint import read_varint, varint
 
 #: GDAL block cache for tiling and decoding (GDAL's default, 5 % of RAM, grows with the scene;
@@ -125,11 +125,12 @@ class SceneHeader:
 
 
 def pack_tile(stream: bytes, valid: np.ndarray | None) -> bytes:
-    """A tile payload: the optional lossless validity mask (LEB128 length, zlib of the packed
-    bits), then the tile's one entropy-coded stream, which takes the rest."""
+    """A tile payload: the optional lossless validity mask (LEB128 length, then
+    :func:`fool.shared.mask.encode_mask`), then the tile's one entropy-coded stream, which
+    takes the rest."""
     if valid is None:
         return stream
-    mask = zlib.compress(np.packbits(valid.astype(bool)).tobytes(), 9)
+    mask = encode_mask(valid)
     return varint(len(mask)) + mask + stream
 
 
@@ -140,15 +141,7 @@ def unpack_tile(payload: bytes, has_mask: bool, shape: tuple[int, int]) -> tuple
     n, pos = read_varint(payload, 0, "tile mask length", 5)
     if pos + n > len(payload):
         raise ContainerError("tile payload declares more bytes than it holds")
-    expected = (shape[0] * shape[1] + 7) // 8
-    try:
-        raw = zlib.decompressobj().decompress(payload[pos : pos + n], expected + 1)
-    except zlib.error as exc:
-        raise ContainerError(f"tile mask is corrupt ({exc})") from None
-    if len(raw) != expected:
-        raise ContainerError("tile mask has the wrong size")
-    mask = np.unpackbits(np.frombuffer(raw, np.uint8))[: shape[0] * shape[1]].reshape(shape).astype(bool)
-    return payload[pos + n :], mask
+    return payload[pos + n :], decode_mask(payload[pos : pos + n], shape)
 
 
 def keep_off_nodata(values: np.ndarray, valid: np.ndarray | None, nodata: float | None) -> None:
