@@ -8,7 +8,7 @@ import click
 
 from fool.cli.options import band_list, progress
 from fool.shared.geometry import DEFAULT_TILE
-from fool.shared.zoo import DEFAULT_LAMBDA, DEFAULT_QUALITY
+from fool.shared.zoo import DEEP_MODEL, DEFAULT_LAMBDA, DEFAULT_MODEL, DEFAULT_QUALITY
 
 
 @click.command()
@@ -48,7 +48,7 @@ from fool.shared.zoo import DEFAULT_LAMBDA, DEFAULT_QUALITY
     "everywhere).",
 )
 @click.option(
-    "--model", default=None, help="Shipped model name. [default: fool-m16 for >8-bit integer scenes, else fool-m]"
+    "--model", default=None, help=f"Shipped model name. [default: {DEEP_MODEL} for >8-bit integer scenes, else {DEFAULT_MODEL}]"
 )
 @click.option("--tile-size", default=DEFAULT_TILE, show_default=True, help="Tile side in pixels (multiple of 64).")
 @click.option("--bands", help="Bands to code, e.g. 1,2,3 [default: all].")
