@@ -3,6 +3,7 @@
     python bench/speed.py                                    # 4096x4096 4-band NAIP mosaic
     python bench/speed.py --size 2048 --repeat 3             # quicker, median of 3 rounds
     python bench/speed.py --scene some.tif                   # an existing GeoTIFF instead
+    python bench/speed.py --tile-size 256 --model fool-m3    # other compress settings, every FOOL row
     python bench/speed.py --size 20000 --bands 1 --dtype uint16 --fool-only   # peak RSS, long
 
 Every codec runs as a whole child process (start-up, reading the GeoTIFF and writing the
@@ -223,6 +224,8 @@ def main() -> None:
         help="also decode FOOL's container with this synthesis variant (e.g. fast: fool decode --synthesis fast)",
     )
     ap.add_argument("--quality", type=float, default=None, help="fool compress -q [its default]")
+    ap.add_argument("--tile-size", type=int, default=None, help="fool compress --tile-size [its default]")
+    ap.add_argument("--model", default=None, help="fool compress --model (and the export of it) [its default]")
     ap.add_argument("--repeat", type=int, default=1, help="interleaved rounds; medians are reported")
     ap.add_argument("--fool-only", action="store_true", help="only FOOL's encoder (e.g. peak RSS at 20000 px)")
     ap.add_argument("--no-jxl", action="store_true")
@@ -249,7 +252,7 @@ def main() -> None:
             from fool.shared.zoo import model_for
 
             with rasterio.open(scene) as ds:
-                model = model_for(ds.dtypes[0])
+                model = args.model or model_for(ds.dtypes[0])
             flight = tmp / "flight"
             export = [py, "-m", "fool.cli", "export-onnx", "--model", model, "-o", str(flight)]
             subprocess.run(export, check=True, capture_output=True)
@@ -257,6 +260,10 @@ def main() -> None:
         fool_cmd += ["--runtime", "onnx", "--flight", str(flight)]
         if args.quality is not None:
             fool_cmd += ["-q", str(args.quality)]
+        if args.tile_size is not None:
+            fool_cmd += ["--tile-size", str(args.tile_size)]
+        if args.model is not None:
+            fool_cmd += ["--model", args.model]
         variants = {}
         for spec in args.variant:
             name, sep, folder = spec.partition("=")
