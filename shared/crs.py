@@ -4,7 +4,8 @@ A scene whose CRS is no EPSG code (GeoTIFFs with a user-defined datum, as GDAL r
 vendor products) carries its whole WKT, which zlib alone shrinks only to 330-380 bytes: on a
 400x400 RGB scene at 0.1 bpp that is a fifth of the file. Deflating it against
 :data:`WKT_DICTIONARY`, WKT1 text of common CRSs as GDAL writes it, lets zlib copy the
-shared keywords, datums and parameter names instead (125 bytes on such a scene). The
+shared keywords, datums and parameter names instead (23 bytes on the team's misc scenes,
+whose user-defined UTM datum is close to one of the entries; 70-170 for CRSs unlike any). The
 dictionary is part of the container format: changing one byte of it would misread every
 container written with it, so it is frozen here and pinned by a test, never generated from
 the installed PROJ.
@@ -66,6 +67,8 @@ def deflate_wkt(wkt: str) -> bytes:
 def inflate_wkt(data: bytes, limit: int) -> str:
     """The inverse of :func:`deflate_wkt`, at most ``limit`` bytes out; ValueError on any
     corrupt, truncated, trailing or oversized input (the bytes are untrusted)."""
+    if limit < 1:
+        raise ValueError("WKT limit must be positive")
     d = zlib.decompressobj(-15, zdict=WKT_DICTIONARY)
     try:
         out = d.decompress(data, limit)

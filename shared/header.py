@@ -102,6 +102,8 @@ def encode_header(h: SceneHeader) -> bytes:
             opt += bytes([_CRS_EPSG]) + varint(int(h.crs[5:]))
         else:
             wkt = deflate_wkt(h.crs)
+            if len(h.crs.encode()) > MAX_WKT or len(wkt) > MAX_WKT:
+                raise ContainerError(f"the scene's CRS WKT is longer than {MAX_WKT} bytes")
             opt += bytes([_CRS_WKT_DICT]) + varint(len(wkt)) + wkt
     if list(h.transform) != [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]:
         flags |= _TRANSFORM
@@ -209,10 +211,13 @@ def decode_header(body: bytes) -> SceneHeader:
         if kind == _CRS_EPSG:
             crs = f"EPSG:{r.varint(1 << 31)}"
         elif kind == _CRS_WKT:
+            d = zlib.decompressobj()
             try:
-                crs = zlib.decompressobj().decompress(r.take(r.varint(MAX_WKT)), MAX_WKT).decode()
+                crs = d.decompress(r.take(r.varint(MAX_WKT)), MAX_WKT).decode()
             except (zlib.error, UnicodeDecodeError):
                 raise ContainerError("scene header CRS is corrupt") from None
+            if not d.eof or d.unused_data or d.unconsumed_tail:
+                raise ContainerError("scene header CRS is corrupt")
         elif kind == _CRS_WKT_DICT:
             try:
                 crs = inflate_wkt(r.take(r.varint(MAX_WKT)), MAX_WKT)

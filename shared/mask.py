@@ -9,16 +9,20 @@ the row above, as fax coders do (ITU-T T.6 "vertical mode"):
 - a row is the sorted positions ``t`` in ``0..width`` where pixel ``t`` differs from pixel
   ``t - 1``, pixels outside the row counting as valid, so a wholly valid row has none and the
   positions alternate between the start of an invalid run (even index) and its end (odd index);
-- each position ``a1`` is a byte ``V + d`` when the row above has a change of the same kind at
-  ``b1 = a1 - d`` (the first such change after the previous position ``a0`` of this row, as in
-  T.6) with ``|d| <= V``, else the byte ``HORIZONTAL`` and the LEB128 of ``a1 - a0 - 1``;
-  the byte ``END_OF_ROW`` closes every row;
+- each position ``a1`` is a byte ``V + d`` (0..30) when the row above has a change of the same
+  kind (same index parity) at ``b1 = a1 - d`` with ``|d| <= V``, where ``b1`` is the first such
+  change at a position greater than the previous position ``a0`` of this row (``a0 = -1`` at
+  the start of a row), as in T.6; else the byte ``HORIZONTAL`` (31) and the LEB128 (at most
+  5 bytes) of ``a1 - a0 - 1``; the byte ``END_OF_ROW`` (32) closes every row. The first row's
+  reference is a row without changes; there are exactly ``height`` rows and nothing after;
 - the symbol bytes are deflated (raw, no zlib header) behind the method byte :data:`TRANSITIONS`.
 
 A mask payload is either this or, as before, a zlib stream of the packed bits (whose first byte
 always has 8 in its low nibble, so it never equals :data:`TRANSITIONS`); the encoder keeps the
 smaller. Decoding treats every byte as hostile: positions must rise strictly within the row,
-stay within it, pair up, and the output is bounded by the tile's size.
+stay within it, pair up, and the output is bounded by the tile's size. The decoder accepts
+non-canonical forms (a horizontal code where a vertical one would do), so the bytes of a mask
+are not unique; its pixels are.
 """
 
 from __future__ import annotations
@@ -80,17 +84,13 @@ def decode_transitions(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """The inverse of :func:`encode_transitions` for a tile of ``shape``; ContainerError on
     anything that is not exactly one well-formed mask of that shape."""
     h, w = shape
+    if h < 1 or w < 1:
+        raise ContainerError("tile mask of an empty tile")
     if not data or data[0] != TRANSITIONS:
         raise ContainerError("tile mask has an unknown coding")
-    # a row holds at most w + 1 changes of at most 1 + 5 bytes each, plus its end byte
-    limit = h * (6 * (w + 1) + 1)
-    d = zlib.decompressobj(-15)
-    try:
-        symbols = d.decompress(data[1:], limit)
-    except zlib.error as exc:
-        raise ContainerError(f"tile mask is corrupt ({exc})") from None
-    if not d.eof or d.unused_data or d.unconsumed_tail:
-        raise ContainerError("tile mask is truncated or followed by extra bytes")
+    # a row holds at most w + 1 changes of at most 1 + len(v(w)) bytes each, plus its end byte
+    limit = h * ((w + 1) * (1 + len(varint(w))) + 1)
+    symbols = _inflate(zlib.decompressobj(-15), data[1:], limit)
     mask = np.ones(shape, bool)
     above: list[int] = []
     pos = 0
@@ -129,22 +129,37 @@ def decode_transitions(data: bytes, shape: tuple[int, int]) -> np.ndarray:
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
-    """The smaller of the transition coding and zlib of the packed bits."""
-    packed = zlib.compress(np.packbits(mask.astype(bool)).tobytes(), 9)
-    transitions = encode_transitions(mask)
+    """The smaller of the transition coding and zlib of the packed bits (the transitions are
+    not tried when there are so many that their symbols alone would outweigh the bits)."""
+    valid = mask.astype(bool)
+    packed = zlib.compress(np.packbits(valid).tobytes(), 9)
+    changes = int(np.count_nonzero(np.diff(valid, axis=1))) + int(np.count_nonzero(~valid[:, [0, -1]]))
+    if changes >= 8 * len(packed):
+        return packed
+    transitions = encode_transitions(valid)
     return transitions if len(transitions) < len(packed) else packed
+
+
+def _inflate(d, data: bytes, limit: int) -> bytes:
+    """All of ``data`` through the decompressor ``d``, at most ``limit`` bytes out; the stream
+    must end exactly at the end of ``data``."""
+    try:
+        out = d.decompress(data, limit)
+    except zlib.error as exc:
+        raise ContainerError(f"tile mask is corrupt ({exc})") from None
+    if not d.eof or d.unused_data or d.unconsumed_tail:
+        raise ContainerError("tile mask is truncated, too large or followed by extra bytes")
+    return out
 
 
 def decode_mask(data: bytes, shape: tuple[int, int]) -> np.ndarray:
     """Either coding of :func:`encode_mask` -> (h, w) bool; ContainerError on hostile bytes."""
     if data[:1] == bytes([TRANSITIONS]):
         return decode_transitions(data, shape)
+    if shape[0] < 1 or shape[1] < 1:
+        raise ContainerError("tile mask of an empty tile")
     expected = (shape[0] * shape[1] + 7) // 8
-    d = zlib.decompressobj()
-    try:
-        raw = d.decompress(data, expected + 1)
-    except zlib.error as exc:
-        raise ContainerError(f"tile mask is corrupt ({exc})") from None
+    raw = _inflate(zlib.decompressobj(), data, expected + 1)
     if len(raw) != expected:
         raise ContainerError("tile mask has the wrong size")
     return np.unpackbits(np.frombuffer(raw, np.uint8))[: shape[0] * shape[1]].reshape(shape).astype(bool)

@@ -36,6 +36,29 @@ def test_a_user_defined_crs_costs_a_few_dozen_bytes():
     assert decode_header(encode_header(georef)).crs == USER_DATUM_UTM
 
 
+#: a CRS unlike every dictionary entry (its own datum, ellipsoid and parameters)
+BRITISH_GRID = (
+    'PROJCS["OSGB36 / British National Grid",GEOGCS["OSGB36",DATUM["Ordnance_Survey_of_Great_Britain_1936",'
+    'SPHEROID["Airy 1830",6377563.396,299.3249646,AUTHORITY["EPSG","7001"]],AUTHORITY["EPSG","6277"]],'
+    'PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT["degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],'
+    'AUTHORITY["EPSG","4277"]],PROJECTION["Transverse_Mercator"],PARAMETER["latitude_of_origin",49],'
+    'PARAMETER["central_meridian",-2],PARAMETER["scale_factor",0.9996012717],PARAMETER["false_easting",400000],'
+    'PARAMETER["false_northing",-100000],UNIT["metre",1,AUTHORITY["EPSG","9001"]],AXIS["Easting",EAST],'
+    'AXIS["Northing",NORTH]]'
+)
+
+
+def test_a_crs_unlike_the_dictionary_still_halves():
+    plain = len(zlib.compress(BRITISH_GRID.encode(), 9))
+    assert len(deflate_wkt(BRITISH_GRID)) < 0.5 * plain
+    assert decode_header(encode_header(scene(crs=BRITISH_GRID))).crs == BRITISH_GRID
+
+
+def test_a_wkt_too_long_to_read_back_is_refused_on_encoding():
+    with pytest.raises(ContainerError, match="longer than"):
+        encode_header(scene(crs='LOCAL_CS["' + "x" * 70_000 + '"]'))
+
+
 def test_unlike_text_round_trips():
     wkt = 'LOCAL_CS["ünïcode \\" site grid",UNIT["metre",1]]' * 20
     assert inflate_wkt(deflate_wkt(wkt), 1 << 16) == wkt
@@ -49,6 +72,8 @@ def test_hostile_wkt_bytes_are_refused(cut):
             inflate_wkt(bad, 1 << 16)
     with pytest.raises(ValueError):
         inflate_wkt(data, 100)  # longer than the limit
+    with pytest.raises(ValueError):
+        inflate_wkt(data, 0)
 
 
 def test_header_with_a_corrupt_crs_is_a_container_error():
@@ -66,3 +91,6 @@ def test_plain_zlib_wkt_of_earlier_containers_still_reads():
     old_field = bytes([2]) + varint(len(z := zlib.compress(USER_DATUM_UTM.encode(), 9))) + z
     old = new.replace(bytes([3]) + varint(len(wkt)) + wkt, old_field)
     assert old != new and decode_header(old).crs == USER_DATUM_UTM
+    cut = bytes([2]) + varint(len(z) - 4) + z[:-4]  # its Adler-32 missing: refused, not shortened
+    with pytest.raises(ContainerError, match="CRS is corrupt"):
+        decode_header(new.replace(bytes([3]) + varint(len(wkt)) + wkt, cut))

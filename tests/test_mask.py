@@ -5,7 +5,16 @@ import zlib
 import numpy as np
 import pytest
 from fool.shared.errors import ContainerError
-from fool.shared.mask import TRANSITIONS, decode_mask, decode_transitions, encode_mask, encode_transitions
+from fool.shared.mask import (
+    END_OF_ROW,
+    HORIZONTAL,
+    TRANSITIONS,
+    V,
+    decode_mask,
+    decode_transitions,
+    encode_mask,
+    encode_transitions,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -57,28 +66,55 @@ def test_noise_keeps_packed_bits_whichever_is_smaller():
     assert len(data) <= len(encode_transitions(noise)) and np.array_equal(decode_mask(data, noise.shape), noise)
 
 
+def _coded(symbols: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return bytes([TRANSITIONS]) + c.compress(symbols) + c.flush()
+
+
+def test_the_symbol_layer_is_frozen():
+    """Pins the format (symbol values, a0 = -1, b1's parity rule), not just the round trip:
+    row 0 invalid on 2..4 and from 7 on; row 1 the same shifted right by one (vertical +1s);
+    row 2 only 0..0 invalid, coded horizontally; row 3 all valid."""
+    H, E = bytes([HORIZONTAL]), bytes([END_OF_ROW])
+    symbols = H + b"\x02" + H + b"\x02" + H + b"\x01" + H + b"\x01" + E  # changes 2, 5, 7, 9
+    symbols += bytes([V + 1, V + 1, V + 1, V]) + E  # 3, 6, 8, 9: the last one vertical 0
+    symbols += H + b"\x00" + H + b"\x00" + E  # 0, 1
+    symbols += E
+    expected = np.ones((4, 9), bool)
+    expected[0, 2:5] = expected[0, 7:] = False
+    expected[1, 3:6] = expected[1, 8:] = False
+    expected[2, 0:1] = False
+    assert np.array_equal(decode_mask(_coded(symbols), (4, 9)), expected)
+    assert (V, HORIZONTAL, END_OF_ROW, TRANSITIONS) == (15, 31, 32, 1)
+
+
 def test_hostile_bytes_are_container_errors():
     mask = footprint()
     data = encode_transitions(mask)
     rng = np.random.default_rng(0)
-    bad = [
-        b"",
-        data[:1],
-        data[:-3],
-        data + b"\x00",
-        bytes([TRANSITIONS]) + bytes(rng.integers(0, 256, 200, dtype=np.uint8)),
-        bytes([TRANSITIONS]) + zlib.compress(b"\x1f" * 10, 9)[2:-4],  # unknown symbols
-    ]
-    unclosed, extra_row, short = b"\x1f\x05\x20" * 256, b"\x20" * 257, b"\x20" * 255
-    out_of_order = b"\x1f\x05\x1f\x00\x20" + b"\x0f\x00\x20" + b"\x20" * 254  # V-15 lands before a0
-    for symbols in (unclosed, extra_row, short, out_of_order):
-        c = zlib.compressobj(9, zlib.DEFLATED, -15)
-        bad.append(bytes([TRANSITIONS]) + c.compress(symbols) + c.flush())
-    c = zlib.compressobj(9, zlib.DEFLATED, -15)  # a vertical symbol with no change above it
-    bad.append(bytes([TRANSITIONS]) + c.compress(b"\x0f\x0f\x20" + b"\x20" * 255) + c.flush())
-    for b in bad:
+    H, E = bytes([HORIZONTAL]), bytes([END_OF_ROW])
+    rows = E * 255
+    bad = {
+        "empty": b"",
+        "method byte alone": data[:1],
+        "truncated": data[:-3],
+        "trailing byte": data + b"\x00",
+        "random deflate": bytes([TRANSITIONS]) + bytes(rng.integers(0, 256, 200, dtype=np.uint8)),
+        "unclosed run": _coded((H + b"\x05" + E) * 256),
+        "extra row": _coded(E * 257),
+        "short": _coded(E * 255),
+        "ends inside a row": _coded(E * 255 + H + b"\x05"),
+        "out of order": _coded(H + b"\x05" + H + b"\x00" + E + bytes([V, 0]) + E + E * 254),
+        "no change above": _coded(bytes([V, V]) + E + rows),
+        "unknown symbol": _coded(bytes([END_OF_ROW + 1]) + E + rows),
+        "past the tile": _coded(H + b"\x05" + H + b"\xff\x01" + E + rows),
+        "varint over 5 bytes": _coded(H + b"\x80\x80\x80\x80\x80\x00" + E + rows),
+        "over the size bound": _coded(E * (256 * 257 * 3 + 256 + 1)),
+    }
+    for what, b in bad.items():
         with pytest.raises(ContainerError):
             decode_mask(b, mask.shape)
+            pytest.fail(what)
     for i in range(1, len(data), 7):  # a flipped byte is refused or decodes to some mask of the shape
         flipped = bytearray(data)
         flipped[i] ^= 0xFF
@@ -87,6 +123,23 @@ def test_hostile_bytes_are_container_errors():
         except ContainerError:
             continue
         assert out.shape == mask.shape and out.dtype == bool
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64).map(lambda b: bytes(x % (END_OF_ROW + 4) for x in b)))
+def test_arbitrary_symbols_decode_or_are_refused(symbols):
+    try:
+        out = decode_mask(_coded(symbols), (6, 11))
+    except ContainerError:
+        return
+    assert out.shape == (6, 11)
+
+
+def test_packed_bits_with_trailing_bytes_or_no_checksum_are_refused():
+    packed = zlib.compress(np.packbits(footprint()).tobytes(), 9)
+    for b in (packed + b"\x00", packed[:-4]):
+        with pytest.raises(ContainerError):
+            decode_mask(b, (256, 256))
 
 
 def test_wrong_shape_is_refused():
