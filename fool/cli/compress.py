@@ -48,7 +48,9 @@ from fool.shared.zoo import DEEP_MODEL, DEFAULT_LAMBDA, DEFAULT_MODEL, DEFAULT_Q
     "everywhere).",
 )
 @click.option(
-    "--model", default=None, help=f"Shipped model name. [default: {DEEP_MODEL} for >8-bit integer scenes, else {DEFAULT_MODEL}]"
+    "--model",
+    default=None,
+    help=f"Shipped model name. [default: {DEEP_MODEL} for >8-bit integer scenes, else {DEFAULT_MODEL}]",
 )
 @click.option("--tile-size", default=DEFAULT_TILE, show_default=True, help="Tile side in pixels (multiple of 64).")
 @click.option("--bands", help="Bands to code, e.g. 1,2,3 [default: all].")
