@@ -11,12 +11,15 @@ from pathlib import Path
 from fool.shared.bands import INTEGER_DTYPES
 from fool.shared.errors import ModelError
 
-#: The model for 8-bit imagery: fool-m grown by three quality levels below its lowest (models/README.md).
-#: fool-m stays shipped, so containers coded with it still decode, and fool-m-lean48 keeps its decoder.
-DEFAULT_MODEL = "fool-m2"
+#: The model for 8-bit imagery: fool-m2 (fool-m grown by three quality levels below its lowest)
+#: fine-tuned on mixed 128/256-px crops, so it codes 256-px tiles as well as 128-px ones
+#: (models/README.md). fool-m2 and fool-m stay shipped, so containers coded with them still
+#: decode (fool-m2's fast synthesis serves fool-m2's containers only).
+DEFAULT_MODEL = "fool-m3"
 #: The model for high-bit-depth integer scenes (11/12-bit pan, Sentinel-2), coded band by band:
-#: fool-m fine-tuned on such bands only (models/README.md). Used by default when it is shipped.
-DEEP_MODEL = "fool-m16"
+#: fool-m fine-tuned on such bands only (fool-m16), then on mixed 128/256-px crops of them
+#: (models/README.md). Used by default when it is shipped; fool-m16 stays for its containers.
+DEEP_MODEL = "fool-m16b"
 #: Default quality on an 8-level model's 1..8 scale: ~0.54-0.58 bpp on aerial RGB (0.18-0.19 per
 #: band, ~43:1), a mid-rate where fool-m is ahead of JPEG 2000 (it loses at qualities 7-8, see
 #: models/README.md). A model's default is its level trained at DEFAULT_LAMBDA (:func:`default_quality`).
