@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import zlib
 
+from fool.shared.deflate import inflate_exact
+
 #: WKT1 of EPSG 3035, 3857, 4326, 26914 and 32633 and of a UTM zone on a user-defined WGS 84
 #: datum, as GDAL 3 writes them; the most common kinds last (zlib's nearest copies are cheapest).
 WKT_DICTIONARY = (
@@ -67,15 +69,7 @@ def deflate_wkt(wkt: str) -> bytes:
 def inflate_wkt(data: bytes, limit: int) -> str:
     """The inverse of :func:`deflate_wkt`, at most ``limit`` bytes out; ValueError on any
     corrupt, truncated, trailing or oversized input (the bytes are untrusted)."""
-    if limit < 1:
-        raise ValueError("WKT limit must be positive")
-    d = zlib.decompressobj(-15, zdict=WKT_DICTIONARY)
-    try:
-        out = d.decompress(data, limit)
-    except zlib.error as e:
-        raise ValueError(f"corrupt WKT: {e}") from None
-    if not d.eof or d.unused_data or d.unconsumed_tail:
-        raise ValueError("WKT is truncated, oversized or followed by extra bytes")
+    out = inflate_exact(zlib.decompressobj(-15, zdict=WKT_DICTIONARY), data, limit)
     try:
         return out.decode()
     except UnicodeDecodeError:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from fool.shared.bands import SUPPORTED_DTYPES, plan_groups
 from fool.shared.crs import deflate_wkt, inflate_wkt
+from fool.shared.deflate import inflate_exact
 from fool.shared.errors import ContainerError
 from fool.shared.geometry import ALIGN
 from fool.shared.scene import MASK_KINDS, SceneHeader
@@ -211,13 +212,10 @@ def decode_header(body: bytes) -> SceneHeader:
         if kind == _CRS_EPSG:
             crs = f"EPSG:{r.varint(1 << 31)}"
         elif kind == _CRS_WKT:
-            d = zlib.decompressobj()
             try:
-                crs = d.decompress(r.take(r.varint(MAX_WKT)), MAX_WKT).decode()
-            except (zlib.error, UnicodeDecodeError):
+                crs = inflate_exact(zlib.decompressobj(), r.take(r.varint(MAX_WKT)), MAX_WKT).decode()
+            except (ValueError, UnicodeDecodeError):
                 raise ContainerError("scene header CRS is corrupt") from None
-            if not d.eof or d.unused_data or d.unconsumed_tail:
-                raise ContainerError("scene header CRS is corrupt")
         elif kind == _CRS_WKT_DICT:
             try:
                 crs = inflate_wkt(r.take(r.varint(MAX_WKT)), MAX_WKT)

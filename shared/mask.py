@@ -31,6 +31,7 @@ import zlib
 from bisect import bisect_right
 
 import numpy as np
+from fool.shared.deflate import inflate_exact
 from fool.shared.errors import ContainerError
 from fool.shared.varint import read_varint, varint
 
@@ -141,15 +142,10 @@ def encode_mask(mask: np.ndarray) -> bytes:
 
 
 def _inflate(d, data: bytes, limit: int) -> bytes:
-    """All of ``data`` through the decompressor ``d``, at most ``limit`` bytes out; the stream
-    must end exactly at the end of ``data``."""
     try:
-        out = d.decompress(data, limit)
-    except zlib.error as exc:
+        return inflate_exact(d, data, limit)
+    except ValueError as exc:
         raise ContainerError(f"tile mask is corrupt ({exc})") from None
-    if not d.eof or d.unused_data or d.unconsumed_tail:
-        raise ContainerError("tile mask is truncated, too large or followed by extra bytes")
-    return out
 
 
 def decode_mask(data: bytes, shape: tuple[int, int]) -> np.ndarray:
